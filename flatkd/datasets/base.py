@@ -1,0 +1,110 @@
+"""Dataset registry, :class:`DatasetSpec` and the in-memory / on-disk dataset containers.
+
+Every dataset yields ``(image, label)`` with ``image`` a float32 tensor ``[3, H, W]`` in [0, 1]
+and ``label`` a Python ``int``. Normalisation (``spec.mean`` / ``spec.std``) is *not* applied
+here: models hold it as buffers (SPEC §2).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import FlatkdError
+from ..registry import Registry
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about a dataset.
+
+    ``image_size`` is H = W of the yielded images in pixels. ``mean``/``std`` are per-channel
+    normalisation constants for [0, 1] images (used by the model, not the dataset).
+    ``num_classes``/``train_size``/``test_size`` are ``None`` when only the files on disk know
+    them (``imagefolder`` before a root is read). ``hflip`` says whether a horizontal flip keeps
+    the label (False for digits). ``augmentation`` describes the paper's training augmentation.
+    """
+
+    name: str
+    num_classes: int | None
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    train_size: int | None = None
+    test_size: int | None = None
+    hflip: bool = True
+    augmentation: str = ""
+    description: str = ""
+
+    def replace(self, **changes: Any) -> "DatasetSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DatasetFamily:
+    """A registry entry: ``spec(**options)`` and ``load(split, root, download, **options)``.
+
+    ``load`` returns a :class:`torch.utils.data.Dataset` with attributes ``spec`` (the spec of
+    the data actually loaded) and ``targets`` (list of int labels, one per item).
+    ``options`` lists the keyword options the family accepts.
+    """
+
+    spec: Callable[..., DatasetSpec]
+    load: Callable[..., Dataset]
+    options: tuple[str, ...] = ()
+
+
+DATASETS: Registry[DatasetFamily] = Registry("dataset")
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise FlatkdError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
+    return split
+
+
+def check_options(name: str, family: DatasetFamily, options: dict) -> None:
+    unknown = sorted(set(options) - set(family.options))
+    if unknown:
+        valid = ", ".join(family.options) or "none"
+        raise FlatkdError(
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; valid options: {valid}"
+        )
+
+
+def default_data_root() -> Path:
+    """Where downloads go when no root is given: ``$FLATKD_DATA_ROOT`` or ``~/.cache/flatkd/data``."""
+    env = os.environ.get("FLATKD_DATA_ROOT")
+    return Path(env) if env else Path.home() / ".cache" / "flatkd" / "data"
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory as a tensor ``[N, 3, H, W]`` (float32 in [0, 1] or uint8 0..255).
+
+    uint8 storage is converted to float32 ``/255`` per item, so CIFAR costs 1 byte per value.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: Sequence[int], spec: DatasetSpec):
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] != len(targets):
+            raise ValueError(f"images must be [N, 3, H, W] with N = len(targets); got {tuple(images.shape)}")
+        if images.dtype not in (torch.uint8, torch.float32):
+            raise ValueError(f"images must be uint8 or float32, got {images.dtype}")
+        self.images = images
+        self.targets = [int(t) for t in targets]
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img = self.images[index]
+        # a fresh tensor either way, so callers may modify it in place
+        img = img.to(torch.float32).div_(255.0) if img.dtype == torch.uint8 else img.clone()
+        return img, self.targets[index]
