@@ -1,0 +1,1 @@
+"""Robustness suite: image-corruption accuracy (imagecorruptions) and BIM adversarial accuracy."""
