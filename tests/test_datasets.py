@@ -52,3 +52,146 @@ def test_digits_normalisation_constants_match_train_split():
     mean, std = digits.compute_mean_std()
     s = D.spec("digits")
     assert s.mean == mean and s.std == std
+
+
+# ---------------------------------------------------------------- CIFAR (real pickle format)
+def test_cifar100_real_loader_reads_pickle_batches(tiny_cifar100):
+    root, written = tiny_cifar100
+    for split in ("train", "test"):
+        ds = D.get("cifar100", split, root=root)
+        images, labels = written[split]
+        assert len(ds) == len(labels) and ds.targets == labels
+        assert ds.images.dtype == torch.uint8  # held as uint8
+        x, y = ds[3]
+        assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and y == labels[3]
+        assert torch.equal(x, torch.from_numpy(images[3]).float() / 255)
+    # root may also be the inner folder itself
+    assert D.get("cifar100", "test", root=root / "cifar-100-python").targets == written["test"][1]
+    s = D.spec("cifar100")
+    assert (s.num_classes, s.image_size, s.hflip) == (100, 32, True)
+
+
+def test_cifar10_real_loader_concatenates_five_batches(tiny_cifar10):
+    root, written = tiny_cifar10
+    ds = D.get("cifar10", "train", root=root)
+    assert len(ds) == 20 and ds.targets == written["train"][1]
+    assert torch.equal(ds.images, torch.from_numpy(written["train"][0]))
+    assert len(D.get("cifar10", "test", root=root)) == 4
+
+
+def test_cifar_batches_pickled_by_numpy1_python2_still_load(tmp_path):
+    # the published files name numpy.core.multiarray._reconstruct (NumPy 1); NumPy 2 renamed it
+    import pickle
+
+    images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    blob = pickle.dumps({"data": images, "fine_labels": [7, 9]}, protocol=2)
+    assert b"numpy._core.multiarray\n_reconstruct" in blob
+    blob = blob.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "test").write_bytes(blob)
+    ds = D.get("cifar100", "test", root=tmp_path)
+    assert ds.targets == [7, 9] and torch.equal(ds.images.reshape(2, 3072), torch.from_numpy(images))
+
+
+def test_cifar_missing_files_name_data_root_and_download(tmp_path):
+    with pytest.raises(FlatkdError, match=r"cifar-100-python.*--data-root.*download"):
+        D.get("cifar100", "train", root=tmp_path)
+
+
+def test_cifar_batch_with_code_payload_is_refused_and_never_runs(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name in ("train", "test"):
+        (folder / name).write_bytes(pickle.dumps({"data": Payload(), "fine_labels": []}, protocol=2))
+    with pytest.raises(FlatkdError, match="refusing to load"):
+        D.get("cifar100", "test", root=tmp_path)
+    assert not marker.exists()
+
+
+def test_cifar_malformed_batch_gives_clear_error(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "test").write_bytes(pickle.dumps(
+        {"data": np.zeros((2, 100), np.uint8), "fine_labels": [0, 1]}, protocol=2))
+    with pytest.raises(FlatkdError, match=r"uint8 \[N, 3072\]"):
+        D.get("cifar100", "test", root=tmp_path)
+
+
+# ---------------------------------------------------------------- tiny-imagenet-200
+def test_tinyimagenet_labels_follow_wnids_and_val_annotations(tiny_tinyimagenet):
+    root, info = tiny_tinyimagenet
+    train = D.get("tinyimagenet", "train", root=root)
+    assert len(train) == info["n_train"]
+    assert train.targets == sorted(train.targets)  # grouped by wnids.txt order
+    assert [p.parent.parent.name for p, _ in train.samples] == [info["wnids"][y] for y in train.targets]
+    x, _ = train[0]  # the grey JPEG comes out as 3 equal channels
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and torch.equal(x[0], x[1])
+    test = D.get("tinyimagenet", "test", root=root / "tiny-imagenet-200")
+    assert {p.name: y for p, y in test.samples} == info["val"]
+    assert test.spec.num_classes == 3 and D.spec("tinyimagenet").num_classes == 200
+    from PIL import Image
+    p, _ = test.samples[1]
+    ref = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+    assert torch.equal(test[1][0], ref)
+
+
+def test_tinyimagenet_missing_annotation_file_is_named(tiny_tinyimagenet, tmp_path):
+    import shutil
+
+    root, _ = tiny_tinyimagenet
+    shutil.copytree(root / "tiny-imagenet-200", tmp_path / "tiny-imagenet-200")
+    (tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt").unlink()
+    assert len(D.get("tinyimagenet", "train", root=tmp_path)) == 6
+    with pytest.raises(FlatkdError, match="val_annotations.txt"):
+        D.get("tinyimagenet", "test", root=tmp_path)
+    with pytest.raises(FlatkdError, match="wnids.txt"):
+        D.get("tinyimagenet", "train", root=tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- imagefolder
+def test_imagefolder_resizes_and_labels_by_sorted_class(tiny_imagefolder):
+    root, info = tiny_imagefolder
+    ds = D.get("imagefolder", "test", root=root, image_size=24, crop_fraction=1.0)
+    assert ds.classes == ["cat", "dog"] and ds.spec.num_classes == 2
+    assert ds.targets == [0, 0, 1, 1]
+    x, y = ds[2]
+    assert x.shape == (3, 24, 24) and 0 <= float(x.min()) and float(x.max()) <= 1 and y == 1
+    # 40×30 → short side 24 → 32×24 → centre 24×24: same as torchvision's resize + centre crop
+    import torchvision.transforms.v2.functional as TF
+    from PIL import Image
+    raw = TF.pil_to_tensor(Image.open(ds.samples[2][0]).convert("RGB"))
+    ref = TF.center_crop(TF.resize(raw, [24], antialias=True), [24, 24]).float() / 255
+    assert torch.equal(x, ref)
+    assert D.get("imagefolder", "train", root=root)[0][0].shape == (3, 224, 224)
+
+
+def test_imagefolder_errors(tiny_imagefolder, tmp_path):
+    with pytest.raises(FlatkdError, match="--data-root"):
+        D.get("imagefolder", "train")
+    with pytest.raises(FlatkdError, match=r"train/<class>"):
+        D.get("imagefolder", "train", root=tmp_path)
+    with pytest.raises(FlatkdError, match="valid options: image_size, crop_fraction"):
+        D.get("imagefolder", "train", root=tiny_imagefolder[0], size=3)
+
+
+# ---------------------------------------------------------------- errors
+def test_unknown_name_split_and_option_name_valid_choices():
+    with pytest.raises(FlatkdError, match="valid choices: cifar10, cifar100, digits, imagefolder, tinyimagenet"):
+        D.get("mnist")
+    with pytest.raises(FlatkdError, match="valid choices: cifar10, cifar100"):
+        D.spec("mnist")
+    with pytest.raises(FlatkdError, match="valid choices: train, test"):
+        D.get("digits", "val")
+    with pytest.raises(FlatkdError, match="valid options: none"):
+        D.get("digits", "train", image_size=64)

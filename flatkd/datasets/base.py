@@ -108,3 +108,45 @@ class TensorImageDataset(Dataset):
         # a fresh tensor either way, so callers may modify it in place
         img = img.to(torch.float32).div_(255.0) if img.dtype == torch.uint8 else img.clone()
         return img, self.targets[index]
+
+
+class FileImageDataset(Dataset):
+    """Images decoded from files on access (PIL → RGB uint8), made ``size``×``size``.
+
+    An image whose shape already is ``size``×``size`` is used as is; otherwise its short side is
+    resized to ``round(size / crop_fraction)`` (bilinear, antialiased) and the centre
+    ``size``×``size`` is cropped (``crop_fraction=1`` resizes the short side straight to
+    ``size``). Items: float32 ``[3, size, size]`` in [0, 1].
+    """
+
+    def __init__(self, samples: Sequence[tuple[str | Path, int]], spec: DatasetSpec,
+                 size: int, crop_fraction: float = 1.0, classes: Sequence[str] = ()):
+        self.samples = [(Path(p), int(y)) for p, y in samples]
+        self.targets = [y for _, y in self.samples]
+        self.spec = spec
+        self.size = int(size)
+        self.crop_fraction = float(crop_fraction)
+        self.classes = list(classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_uint8(self, index: int) -> torch.Tensor:
+        """Item ``index`` as uint8 ``[3, size, size]`` (before conversion to [0, 1])."""
+        import torchvision.transforms.v2.functional as TF
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as im:
+                img = TF.pil_to_tensor(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise FlatkdError(f"cannot read image {path}: {e}") from None
+        if img.shape[1:] != (self.size, self.size):
+            short = round(self.size / self.crop_fraction)
+            img = TF.resize(img, [short], antialias=True)
+            img = TF.center_crop(img, [self.size, self.size])
+        return img
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.load_uint8(index).to(torch.float32).div_(255.0), self.targets[index]
