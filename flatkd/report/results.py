@@ -1,0 +1,275 @@
+"""Load and validate result files (SPEC §6) and group them across seeds.
+
+A result file is the JSON written by ``flatkd eval``: ``{"format": "flatkd.result", "version": 1,
+"checkpoint": {...}, "flatness": {...}?, "robustness": {...}?, "provenance": {...}}``. Sections that
+were not run are absent; this module never fills them in.
+
+Groups are keyed by :class:`GroupKey` ``(dataset, network, method, interval, model)`` — one group
+holds the seeds of one configuration. ``network`` is the architecture with a ``byot_`` prefix
+removed, so a self-KD multi-exit ResNet-18 sits in the same table row as a plain ResNet-18.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..checkpoint import load_checkpoint
+from ..errors import CheckpointError, FlatkdError
+
+RESULT_FORMAT = "flatkd.result"
+RESULT_VERSION = 1
+
+#: spaced method → its non-spaced counterpart (the "w/o Ours" column of Tables 1 and 2).
+COUNTERPART = {"spaced-online": "online", "spaced-self": "self"}
+#: KD family → (baseline "w/o KD", "w/o Ours", "w/ Ours") methods, paper Table 1 / Table 2.
+FAMILIES = {
+    "online": ("baseline", "online", "spaced-online"),
+    "self": ("baseline", "self", "spaced-self"),
+}
+#: display order of methods in tables and figure legends.
+METHOD_ORDER = ("baseline", "offline", "online", "constant-ahead", "spaced-online",
+                "self", "spaced-self")
+
+
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    """One configuration across seeds. ``interval`` is in epochs (None when not spaced)."""
+
+    dataset: str
+    network: str
+    method: str
+    interval: float | None
+    model: str
+
+    @property
+    def label(self) -> str:
+        """Legend label, e.g. ``spaced-online (s=1.5)``; the model is named when it is a teacher."""
+        return method_label(self.method, self.interval, self.model)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One validated result file."""
+
+    path: Path
+    data: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def checkpoint(self) -> Mapping[str, Any]:
+        return self.data["checkpoint"]
+
+    @property
+    def dataset(self) -> str:
+        return self.checkpoint["dataset"]
+
+    @property
+    def arch(self) -> str:
+        return self.checkpoint["arch"]
+
+    @property
+    def network(self) -> str:
+        return base_network(self.arch)
+
+    @property
+    def method(self) -> str:
+        return self.checkpoint["method"]
+
+    @property
+    def interval(self) -> float | None:
+        s = self.checkpoint.get("interval")
+        return None if s is None else float(s)
+
+    @property
+    def model(self) -> str:
+        return self.checkpoint.get("model") or "student"
+
+    @property
+    def seed(self) -> int | None:
+        s = self.checkpoint.get("seed", self.data.get("provenance", {}).get("seed"))
+        return None if s is None else int(s)
+
+    @property
+    def key(self) -> GroupKey:
+        return GroupKey(self.dataset, self.network, self.method, self.interval, self.model)
+
+    @property
+    def flatness(self) -> Mapping[str, Any] | None:
+        return self.data.get("flatness")
+
+    @property
+    def robustness(self) -> Mapping[str, Any] | None:
+        return self.data.get("robustness")
+
+    def checkpoint_file(self) -> Path | None:
+        """The checkpoint this result was computed from, if it can be found on disk.
+
+        Tried in order: the recorded path as given (absolute or relative to the working
+        directory), relative to the result file's folder, and its file name in that folder (so a
+        results folder moved together with its checkpoints still resolves).
+        """
+        recorded = self.checkpoint.get("path")
+        if not recorded:
+            return None
+        p = Path(recorded)
+        for cand in (p, self.path.parent / p, self.path.parent / p.name):
+            if cand.is_file():
+                return cand
+        return None
+
+
+def base_network(arch: str) -> str:
+    """``byot_resnet18`` → ``resnet18``: the backbone a self-KD model is built on."""
+    return arch[len("byot_"):] if arch.startswith("byot_") else arch
+
+
+def method_label(method: str, interval: float | None, model: str = "student") -> str:
+    """Human label of a configuration: ``spaced-online (s=1.5)``, ``online [teacher]``."""
+    label = method if interval is None else f"{method} (s={fmt_interval(interval)})"
+    return label if model == "student" else f"{label} [{model}]"
+
+
+def fmt_interval(s: float | None) -> str:
+    """An interval in epochs as the paper writes it (``1.5``, ``4.0``); ``—`` when not spaced."""
+    if s is None or s != s:
+        return "—"
+    return f"{s:.1f}" if float(s).is_integer() else f"{s:g}"
+
+
+def method_rank(method: str) -> int:
+    """Sort position of a method in tables/legends (unknown methods last)."""
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def sort_keys(keys: Iterable[GroupKey]) -> list[GroupKey]:
+    """Keys in paper order: dataset, network, then method order, interval, model."""
+    return sorted(keys, key=lambda k: (k.dataset, k.network, method_rank(k.method), k.method,
+                                       -1.0 if k.interval is None else k.interval, k.model))
+
+
+def validate(data: Any, source: str) -> None:
+    """Raise :class:`FlatkdError` naming ``source`` unless ``data`` is a SPEC §6 result."""
+    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        raise FlatkdError(f"{source}: not a flatkd result file (expected format {RESULT_FORMAT!r})")
+    if data.get("version") != RESULT_VERSION:
+        raise FlatkdError(f"{source}: unsupported result version {data.get('version')!r}; "
+                          f"valid: {RESULT_VERSION}")
+    ck = data.get("checkpoint")
+    if not isinstance(ck, dict):
+        raise FlatkdError(f"{source}: missing 'checkpoint' section")
+    missing = [k for k in ("method", "arch", "dataset") if not isinstance(ck.get(k), str)]
+    if missing:
+        raise FlatkdError(f"{source}: checkpoint section lacks {', '.join(missing)}")
+    interval = ck.get("interval")
+    if interval is not None and not (isinstance(interval, (int, float))
+                                     and math.isfinite(interval) and interval >= 0):
+        raise FlatkdError(f"{source}: checkpoint.interval must be a number ≥ 0 or null, "
+                          f"got {interval!r}")
+    for section in ("flatness", "robustness"):
+        if section in data and not isinstance(data[section], dict):
+            raise FlatkdError(f"{source}: section {section!r} must be an object")
+    _check_fractions(data, source)
+
+
+def _check_fractions(data: Mapping[str, Any], source: str) -> None:
+    rob = data.get("robustness") or {}
+    values = [("robustness.clean_accuracy", rob.get("clean_accuracy"))]
+    values += [(f"corruption {c.get('corruption')}", c.get("accuracy"))
+               for c in rob.get("corruptions", [])]
+    values += [(f"BIM eps={a.get('epsilon')}", a.get("accuracy")) for a in rob.get("adversarial", [])]
+    values += [(f"perturbation sigma={p.get('sigma')}", p.get("acc_mean"))
+               for p in (data.get("flatness") or {}).get("perturbation", [])]
+    for name, v in values:
+        if v is not None and not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+            raise FlatkdError(f"{source}: {name} accuracy must be a fraction in [0, 1], got {v!r}")
+
+
+def load_result(path: str | Path) -> Result:
+    """Read and validate one result JSON file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FlatkdError(f"result file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FlatkdError(f"{p}: not valid JSON ({e})") from None
+    validate(data, str(p))
+    return Result(path=p, data=data)
+
+
+def find_result_files(root: str | Path) -> list[Path]:
+    """All ``*.json`` files under ``root`` (recursively) whose ``format`` is a flatkd result.
+
+    Other JSON files (configs, caches) are ignored, so a checkpoints folder can be passed as is.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise FlatkdError(f"results directory not found: {r}")
+    found = []
+    for p in sorted(r.rglob("*.json")):
+        try:
+            data = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("format") == RESULT_FORMAT:
+            found.append(p)
+    return found
+
+
+def load_results(paths: Iterable[str | Path]) -> list[Result]:
+    """Load result files; a directory stands for every result file below it.
+
+    Raises :class:`FlatkdError` for a bad file, for no results at all, and for two files that
+    describe the same configuration and seed (they would be counted twice in mean ± std).
+    """
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        files += find_result_files(p) if p.is_dir() else [p]
+    results = [load_result(f) for f in files]
+    if not results:
+        raise FlatkdError("no flatkd result files given (expected *.json written by `flatkd eval`)")
+    seen: dict[tuple, Path] = {}
+    for r in results:
+        ident = (r.key, r.seed)
+        if r.seed is not None and ident in seen:
+            raise FlatkdError(f"{r.path} and {seen[ident]} are both {r.key.label} on "
+                              f"{r.dataset}/{r.arch} with seed {r.seed}; pass one of them")
+        seen[ident] = r.path
+    return results
+
+
+def group(results: Iterable[Result]) -> dict[GroupKey, list[Result]]:
+    """Results by configuration, keys in paper order, each list sorted by seed."""
+    out: dict[GroupKey, list[Result]] = {}
+    for r in results:
+        out.setdefault(r.key, []).append(r)
+    return {k: sorted(out[k], key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+            for k in sort_keys(out)}
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    """What a result's checkpoint says about training: per-epoch ``rows`` (``ck.metrics``),
+    spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``) and the total
+    optimizer ``step`` count."""
+
+    rows: list[dict]
+    boundaries: list[float]
+    step: int
+
+
+def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
+    """``(history, "")`` from the result's checkpoint, or ``(None, reason)`` when the checkpoint
+    file is missing or unreadable (the report states the reason instead of the curve)."""
+    path = result.checkpoint_file()
+    if path is None:
+        return None, f"checkpoint {result.checkpoint.get('path')!r} of {result.path.name} not found"
+    try:
+        ck = load_checkpoint(path)
+    except CheckpointError as e:
+        return None, str(e)
+    return TrainingHistory(list(ck.metrics), list(ck.interval_boundaries_epochs()),
+                           int(ck.step)), ""

@@ -1,0 +1,70 @@
+"""build_report end to end on synthetic results (and two tiny real checkpoint files)."""
+import pandas as pd
+import pytest
+
+import report_fixtures as fx
+from flatkd import checkpoint
+from flatkd.report import build_report
+
+
+def _fake_checkpoint(path, method, metrics, replay_steps, bpe=12, step=120):
+    checkpoint.save(path, {
+        "format": checkpoint.FORMAT, "version": checkpoint.VERSION, "method": method,
+        "arch": "resnet8", "dataset": "digits", "num_classes": 10, "models": {},
+        "architectures": {}, "optim": {}, "epoch": len(metrics), "step": step, "config": {},
+        "metrics": metrics, "provenance": {},
+        "state": {"replay_steps": replay_steps, "batches_per_epoch": bpe}})
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    res = tmp_path_factory.mktemp("res")
+    fx.write_results(res)
+    # checkpoints for seed 0 of online and spaced-online only; the rest are "not found"
+    _fake_checkpoint(res / "online_s0.pt", "online", fx.metric_rows(10), [], step=120)
+    _fake_checkpoint(res / "spaced-online_s0.pt", "spaced-online", fx.metric_rows(10),
+                     [18, 36, 54, 72, 90, 108], step=108)
+    out = tmp_path_factory.mktemp("out")
+    return out, build_report([res], out)
+
+
+def test_report_writes_tables_figures_and_markdown(report):
+    out, w = report
+    assert w["n_results"] == 15
+    assert set(w["tables"]) == {"runs", "accuracy", "flatness", "significance"}
+    assert len(w["figures"]) == 6 and "training_curves" in w["figures"]
+    for files in [*w["tables"].values(), *w["figures"].values()]:
+        for f in files:
+            assert f.is_file() and f.stat().st_size > 0 and f.is_relative_to(out)
+    md = w["markdown"].read_text()
+    for stem in w["figures"]:
+        assert f"(figures/{stem}.png)" in md
+    assert "is significant" in md and "NOT significant" in md
+    assert "13 run(s) left out" in md and "… and 8 more" in md
+
+
+def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
+    out, _ = report
+    acc = pd.read_csv(out / "tables" / "accuracy.csv")
+    on = acc[acc["family"] == "online"].iloc[0]
+    assert on["w_ours_mean"] == pytest.approx(sum(fx.ACCURACY["spaced-online"]) / 3)
+    assert on["wo_ours_steps"] == 120 and on["w_ours_steps"] == 108
+    assert pd.isna(acc[acc["family"] == "self"].iloc[0]["w_ours_steps"])
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert len(runs) == 15 and set(runs["seed"]) == {0, 1, 2}
+    assert "steps w/o / w/ Ours" in (out / "tables" / "accuracy.md").read_text()
+
+
+def test_report_from_flatness_only_results(tmp_path):
+    paths = fx.write_results(tmp_path / "r", methods=("online", "spaced-online"), seeds=(0,))
+    import json
+    for p in paths:
+        d = json.loads(p.read_text())
+        del d["robustness"]
+        p.write_text(json.dumps(d))
+    w = build_report(paths, tmp_path / "out")
+    assert set(w["figures"]) == {"fig4_perturbation_digits_resnet8",
+                                 "hessian_density_digits_resnet8"}
+    assert "accuracy" not in w["tables"]
+    assert any("robustness suite not run" in s for s in w["skipped"])
+    assert "too few for a significance test" in w["markdown"].read_text()

@@ -1,0 +1,141 @@
+"""Report tables: loading/validation, Table 1/2 numbers, mean ± std, the paired test."""
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import report_fixtures as fx
+from flatkd.errors import FlatkdError
+from flatkd.report import load_results
+from flatkd.report import tables as T
+from flatkd.report.results import find_result_files, group, load_result
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return load_results(fx.write_results(tmp_path_factory.mktemp("res")))
+
+
+def _row(df, family):
+    rows = df[df["family"] == family]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_accuracy_table_matches_hand_computation(results):
+    df = T.accuracy_table(results)
+    on = _row(df, "online")
+    assert on["dataset"] == "digits" and on["network"] == "resnet8" and on["interval"] == 1.5
+    for col, method in (("wo_kd", "baseline"), ("wo_ours", "online"), ("w_ours", "spaced-online")):
+        v = np.array(fx.ACCURACY[method])
+        assert on[f"{col}_mean"] == pytest.approx(v.mean(), abs=1e-12)
+        assert on[f"{col}_std"] == pytest.approx(v.std(ddof=1), abs=1e-12)
+        assert on[f"{col}_n"] == 3
+    delta = np.mean(fx.ACCURACY["spaced-online"]) - np.mean(fx.ACCURACY["online"])
+    assert on["delta"] == pytest.approx(delta, abs=1e-12)
+    # paired t-test by hand: t = mean(d) / (sd(d)/sqrt(n)), two-sided p with n-1 dof
+    d = np.array(fx.ACCURACY["spaced-online"]) - np.array(fx.ACCURACY["online"])
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
+    assert on["t"] == pytest.approx(t, rel=1e-9)
+    assert on["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-9)
+    assert on["p_value"] < 0.05 and bool(on["significant"])
+    assert "is significant" in on["statement"]
+
+
+def test_self_family_joins_byot_arch_with_plain_baseline_and_says_not_significant(results):
+    df = T.accuracy_table(results)
+    se = _row(df, "self")
+    assert se["network"] == "resnet8" and se["interval"] == 4.0
+    assert se["wo_kd_mean"] == pytest.approx(np.mean(fx.ACCURACY["baseline"]))
+    assert se["wo_ours_mean"] == pytest.approx(np.mean(fx.ACCURACY["self"]))
+    p = stats.ttest_rel(fx.ACCURACY["spaced-self"], fx.ACCURACY["self"]).pvalue
+    assert se["p_value"] == pytest.approx(p, rel=1e-9) and p > 0.05
+    assert se["significant"] is not None and not se["significant"] and "NOT significant" in se["statement"]
+
+
+def test_accuracy_display_is_percent_mean_pm_std(results):
+    disp = T.accuracy_display(T.accuracy_table(results))
+    first = disp.iloc[0]
+    v = np.array(fx.ACCURACY["online"]) * 100
+    assert first["w/o Ours"] == f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+    assert first["Δ"].startswith("+") and first["s (epochs)"] == "1.5"
+    assert disp.iloc[1]["s (epochs)"] == "4.0"
+    md = T.to_markdown(disp)
+    assert md.splitlines()[1].count("---") == disp.shape[1]
+    assert len(md.strip().splitlines()) == 2 + len(disp)
+
+
+def test_paired_test_pairs_by_seed_and_handles_degenerate_cases():
+    a, b = {0: 1.0, 1: 2.0, 2: 4.0, 7: 9.0}, {0: 0.5, 1: 1.0, 2: 3.9}
+    t = T.paired_test(a, b)
+    assert t.n == 3
+    assert t.p == pytest.approx(stats.ttest_rel([1.0, 2.0, 4.0], [0.5, 1.0, 3.9]).pvalue)
+    one = T.paired_test({0: 1.0}, {0: 0.5})
+    assert one.significant is None and "too few" in one.statement("a", "b")
+    same = T.paired_test({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})  # differences identical
+    assert same.significant is None and math.isnan(same.p)
+    assert "undefined" in same.statement("a", "b")
+    assert T.describe([3.0]) == T.Stat(3.0, None, 1)
+    assert T.describe([None]) is None
+
+
+def test_flatness_and_comparison_tables(results):
+    flat = T.flatness_table(results)
+    row = flat[flat["method"] == "spaced-online"].iloc[0]
+    v = np.array(fx.TRACE["spaced-online"])
+    assert row["trace_mean"] == pytest.approx(v.mean())
+    assert row["trace_std"] == pytest.approx(v.std(ddof=1))
+    assert row["top_eig_mean"] == pytest.approx(0.21 * v.mean())
+    assert row["trace_stderr"] == pytest.approx(0.01 * v.mean())
+    comp = T.comparison_table(results)
+    tr = comp[(comp["metric"] == "hessian_trace") & (comp["spaced"].str.startswith("spaced-online"))]
+    assert len(tr) == 1
+    assert tr.iloc[0]["delta"] == pytest.approx(v.mean() - np.mean(fx.TRACE["online"]))
+    assert tr.iloc[0]["p_value"] == pytest.approx(
+        stats.ttest_rel(fx.TRACE["spaced-online"], fx.TRACE["online"]).pvalue)
+    assert set(comp["metric"]) == {"accuracy", "hessian_trace", "top_eigenvalue"}
+
+
+def test_missing_sections_are_absent_not_faked(tmp_path):
+    paths = fx.write_results(tmp_path, methods=("online", "spaced-online"))
+    for p in paths:
+        d = json.loads(p.read_text())
+        del d["robustness"]
+        p.write_text(json.dumps(d))
+    rs = load_results(paths)
+    df = T.accuracy_table(rs)
+    assert df["w_ours_n"].tolist() == [0] and math.isnan(df["w_ours_mean"].iloc[0])
+    assert df["statement"].iloc[0] == (
+        "cannot compare spaced-online (s=1.5) with online: no test accuracy on one side")
+    assert T.accuracy_display(df)["w/ Ours"].iloc[0] == "—"
+    assert len(T.flatness_table(rs)) == 2
+
+
+def test_validation_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(FlatkdError, match="bad.json.*not a flatkd result"):
+        load_result(bad)
+    p = fx.write_results(tmp_path / "r", methods=("online",), seeds=(0,))[0]
+    d = json.loads(p.read_text())
+    d["robustness"]["clean_accuracy"] = 96.1  # percent instead of a fraction
+    p.write_text(json.dumps(d))
+    with pytest.raises(FlatkdError, match="fraction"):
+        load_result(p)
+    with pytest.raises(FlatkdError, match="not found"):
+        load_result(tmp_path / "nope.json")
+
+
+def test_directory_search_skips_other_json_and_rejects_duplicates(tmp_path):
+    fx.write_results(tmp_path / "a", methods=("online",))
+    (tmp_path / "a" / "config.json").write_text("{\"lr\": 0.01}")
+    (tmp_path / "a" / "broken.json").write_text("{")
+    assert len(find_result_files(tmp_path)) == 3
+    assert [k.label for k in group(load_results([tmp_path]))] == ["online"]
+    fx.write_results(tmp_path / "b", methods=("online",), seeds=(0,))
+    with pytest.raises(FlatkdError, match="seed 0"):
+        load_results([tmp_path])
+    with pytest.raises(FlatkdError, match="no flatkd result"):
+        load_results([])
