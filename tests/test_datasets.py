@@ -198,7 +198,8 @@ def test_unknown_name_split_and_option_name_valid_choices():
 
 
 # ---------------------------------------------------------------- augmentation
-from flatkd.datasets.augment import Augment, for_dataset, generator_for, item_seed  # noqa: E402
+from flatkd.datasets.augment import (  # noqa: E402
+    Augment, for_dataset, generator_for, item_seed, rotate_nearest)
 
 
 def _rand_image(seed=0, size=32):
@@ -293,3 +294,20 @@ def test_get_with_augment_is_deterministic_per_epoch():
     other = D.get("digits", "train", augment=True, augment_seed=8)
     assert any(not torch.equal(a[i][0], other[i][0]) for i in range(8))
     assert ds.spec == plain.spec and ds.targets == plain.targets
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.5])
+def test_rotate_nearest_is_pixel_equal_to_torchvision_rotate(fill):
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    g = generator_for(fill != 0)
+    for k in range(60):
+        size = (24, 32, 64)[k % 3]
+        x = torch.rand(3, size, size, generator=g)
+        angle = float(torch.rand((), generator=g)) * 30 - 15
+        ref = TF.rotate(x, angle, interpolation=InterpolationMode.NEAREST, fill=fill)
+        assert torch.equal(rotate_nearest(x, angle, fill=fill), ref), (size, angle)
+    x = torch.rand(3, 32, 32, generator=g)
+    assert torch.equal(rotate_nearest(x, 0.0), x)
+    assert not torch.equal(rotate_nearest(x, 5.0), x)
