@@ -173,7 +173,10 @@ def test_imagefolder_resizes_and_labels_by_sorted_class(tiny_imagefolder):
     raw = TF.pil_to_tensor(Image.open(ds.samples[2][0]).convert("RGB"))
     ref = TF.center_crop(TF.resize(raw, [24], antialias=True), [24, 24]).float() / 255
     assert torch.equal(x, ref)
-    assert D.get("imagefolder", "train", root=root)[0][0].shape == (3, 224, 224)
+    big = D.get("imagefolder", "train", root=root)  # default 224, short side 256 then crop
+    ref = TF.center_crop(TF.resize(TF.pil_to_tensor(Image.open(big.samples[0][0]).convert("RGB")),
+                                   [256], antialias=True), [224, 224]).float() / 255
+    assert torch.equal(big[0][0], ref)
 
 
 def test_imagefolder_errors(tiny_imagefolder, tmp_path):

@@ -113,10 +113,10 @@ class TensorImageDataset(Dataset):
 class FileImageDataset(Dataset):
     """Images decoded from files on access (PIL → RGB uint8), made ``size``×``size``.
 
-    An image whose shape already is ``size``×``size`` is used as is; otherwise its short side is
-    resized to ``round(size / crop_fraction)`` (bilinear, antialiased) and the centre
-    ``size``×``size`` is cropped (``crop_fraction=1`` resizes the short side straight to
-    ``size``). Items: float32 ``[3, size, size]`` in [0, 1].
+    The short side is resized to ``round(size / crop_fraction)`` (bilinear, antialiased; a
+    no-op when it already has that length) and the centre ``size``×``size`` is cropped
+    (``crop_fraction=1`` resizes the short side straight to ``size``, so a ``size``×``size``
+    image comes out unchanged). Items: float32 ``[3, size, size]`` in [0, 1].
     """
 
     def __init__(self, samples: Sequence[tuple[str | Path, int]], spec: DatasetSpec,
@@ -142,11 +142,8 @@ class FileImageDataset(Dataset):
                 img = TF.pil_to_tensor(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
             raise FlatkdError(f"cannot read image {path}: {e}") from None
-        if img.shape[1:] != (self.size, self.size):
-            short = round(self.size / self.crop_fraction)
-            img = TF.resize(img, [short], antialias=True)
-            img = TF.center_crop(img, [self.size, self.size])
-        return img
+        img = TF.resize(img, [round(self.size / self.crop_fraction)], antialias=True)
+        return TF.center_crop(img, [self.size, self.size])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.load_uint8(index).to(torch.float32).div_(255.0), self.targets[index]
