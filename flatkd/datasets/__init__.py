@@ -14,7 +14,8 @@ from . import cifar, digits, imagefolder, tinyimagenet  # noqa: F401  (they regi
 from .augment import Augment, AugmentedDataset, for_dataset
 from .base import DATASETS, SPLITS, DatasetFamily, DatasetSpec, check_options, check_split
 
-__all__ = ["Augment", "AugmentedDataset", "DATASETS", "SPLITS", "DatasetFamily", "DatasetSpec", "for_dataset", "get", "names", "spec"]
+__all__ = ["Augment", "AugmentedDataset", "DATASETS", "SPLITS", "DatasetFamily", "DatasetSpec",
+           "for_dataset", "get", "names", "spec"]
 
 
 def names() -> list[str]:
