@@ -1,0 +1,80 @@
+"""``flatkd eval --suite robustness``: clean, corruption and BIM accuracy of one model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import FlatkdError
+from .bim import bim_rows, schedules
+from .cache import corrupted_sets
+from .config import RobustnessConfig
+
+
+def collect(test_set: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split in memory: x float32 [N, 3, H, W] in [0, 1], y int64 [N]."""
+    xs, ys = [], []
+    for x, y in DataLoader(test_set, batch_size=batch_size, shuffle=False):
+        xs.append(x.float())
+        ys.append(torch.as_tensor(y, dtype=torch.long))
+    x, y = torch.cat(xs), torch.cat(ys)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise FlatkdError(f"the robustness suite needs RGB images [N, 3, H, W], got {tuple(x.shape)}")
+    return x, y
+
+
+def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    """[N, 3, H, W] floats in [0, 1] → uint8 [N, H, W, 3] (rounded to the nearest level)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
+             batch_size: int) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on x [N, C, H, W] (float in [0, 1] or uint8 NHWC)."""
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        xb = x[i:i + batch_size]
+        if xb.dtype == torch.uint8:
+            xb = xb.permute(0, 3, 1, 2).float() / 255
+        pred = model(xb.to(device)).argmax(dim=1).cpu()
+        correct += int((pred == y[i:i + batch_size]).sum())
+    return correct / len(y)
+
+
+def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
+                   cfg: RobustnessConfig, seed: int, device: torch.device, batch_size: int,
+                   progress: bool, cache_dir: Path) -> dict:
+    """The "robustness" section of the result file (SPEC §6) for ``model`` on the whole split.
+
+    Corrupted sets come from (or go to) the cache in ``cache_dir``; the model runs in eval
+    mode on ``device`` (its training flag is restored afterwards). Returns
+    {"clean_accuracy", "corruptions": [{"corruption", "severity", "accuracy"}],
+    "adversarial": [{"attack": "BIM", "epsilon", "stepsize", "steps", "accuracy"}]},
+    accuracies as fractions, rows in config order. Same inputs and seed → same dict.
+    """
+    cfg.validate()
+    names = cfg.corruption_names()
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        x, y = collect(test_set)
+        clean = accuracy(model, x, y, device=device, batch_size=batch_size)
+        jobs = [(name, s) for name in names for s in cfg.severities]
+        sets = corrupted_sets(to_uint8_hwc(x), jobs, dataset=dataset_name, split="test",
+                              constants=cfg.constants, seed=seed, cache_dir=cache_dir,
+                              workers=cfg.workers, progress=progress)
+        rows = []
+        for name, s in tqdm(jobs, desc="corruption accuracy", disable=not progress):
+            acc = accuracy(model, torch.from_numpy(sets[name, s]), y, device=device,
+                           batch_size=batch_size)
+            rows.append({"corruption": name, "severity": s, "accuracy": acc})
+        adversarial = bim_rows(model, x, y, schedules(cfg.epsilons, cfg.bim_protocol),
+                               device=device, batch_size=batch_size, progress=progress)
+    finally:
+        model.train(was_training)
+    return {"clean_accuracy": clean, "corruptions": rows, "adversarial": adversarial}
