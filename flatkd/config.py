@@ -69,6 +69,22 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
     return cfg
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping → dotted keys: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def apply_file(cfg: Any, path: str | Path) -> Any:
+    """Apply a YAML config file's (nested) keys to ``cfg`` in place."""
+    return apply_overrides(cfg, flatten(load_yaml(path)))
+
+
 def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
     """All dotted leaf keys of a dataclass config."""
     keys = []

@@ -1,0 +1,126 @@
+"""The flatkd checkpoint (SPEC §4): one file of plain data, loadable with ``weights_only=True``.
+
+Keys: format, version, method, arch, dataset, num_classes, models (name → state_dict),
+architectures (name → ``flatkd.models.create`` kwargs), optim (name → optimizer state),
+epoch, step, config (resolved, plain), metrics (per-epoch rows), provenance, state (loop and
+method state for ``--resume``: replay buffer, step counters).
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import models
+from .errors import CheckpointError
+from .io import atomic_path
+from .provenance import sha256_of
+
+FORMAT = "flatkd.checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("format", "version", "method", "arch", "dataset", "num_classes", "models",
+                 "architectures", "optim", "epoch", "step", "config", "metrics", "provenance")
+
+
+def save(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` (must hold every key in REQUIRED_KEYS) atomically; return the path."""
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"checkpoint payload lacks {missing}")
+    if payload["format"] != FORMAT:
+        raise ValueError("checkpoint payload has the wrong format tag")
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read(path: str | Path) -> dict:
+    """Load and validate the raw dict. Any problem → :class:`CheckpointError` (one clear line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"refusing to load {p}: it holds Python objects that are not plain data "
+            f"(loaded with weights_only=True; {first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{p} is truncated or not a checkpoint file "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a flatkd checkpoint (no format={FORMAT!r} tag)")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {data.get('version')!r}; "
+                              f"this flatkd reads versions ≤ {VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{p} is missing checkpoint keys: {', '.join(missing)}")
+    return data
+
+
+@dataclass
+class Checkpoint:
+    """A validated checkpoint: metadata attributes plus ``build_model(name)``."""
+
+    path: Path
+    raw: dict = field(repr=False)
+
+    method = property(lambda self: self.raw["method"])
+    arch = property(lambda self: self.raw["arch"])
+    dataset = property(lambda self: self.raw["dataset"])
+    num_classes = property(lambda self: self.raw["num_classes"])
+    config = property(lambda self: self.raw["config"])
+    metrics = property(lambda self: self.raw["metrics"])
+    provenance = property(lambda self: self.raw["provenance"])
+    epoch = property(lambda self: self.raw["epoch"])
+    step = property(lambda self: self.raw["step"])
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names of the evaluable networks (those with an architecture entry)."""
+        return sorted(self.raw["architectures"])
+
+    @cached_property
+    def sha256(self) -> str:
+        return sha256_of(self.path)
+
+    def build_model(self, name: str = "student") -> nn.Module:
+        """The network ``name`` on CPU in eval mode; expects [0, 1] NCHW input, returns logits."""
+        if name not in self.raw["architectures"]:
+            raise CheckpointError(f"checkpoint {self.path} has no model {name!r}; "
+                                  f"valid choices: {', '.join(self.model_names)}")
+        net = models.create(**self.raw["architectures"][name])
+        try:
+            net.load_state_dict(self.raw["models"][name])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"{self.path}: weights of {name!r} do not fit its architecture "
+                                  f"({str(e).splitlines()[0][:160]})") from None
+        return net.eval()
+
+    def interval_boundaries_epochs(self) -> list[float]:
+        """Epochs (fractional) at which a spaced replay happened; [] for non-spaced methods."""
+        steps = self.raw.get("state", {}).get("replay_steps", [])
+        bpe = self.raw.get("state", {}).get("batches_per_epoch")
+        return [s / bpe for s in steps] if bpe else []
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Validate and wrap a checkpoint file (SPEC §5b). Raises CheckpointError on anything else."""
+    return Checkpoint(Path(path), read(path))
+
+
+def plain(obj: Any) -> Any:
+    """Recursively convert tuples to lists so a payload is plain data (dict/list/scalars/tensors)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj

@@ -1,0 +1,135 @@
+"""``flatkd.evaluate(path, suite)``: run evaluation suites on a checkpoint → result dict (SPEC §6).
+
+Suites are registered (``SUITES``); ``all`` runs every registered suite. Settings are an
+:class:`EvalConfig` (defaults, then a YAML file, then ``--set`` overrides). The result is
+deterministic for a given seed: no timings or timestamps anywhere in it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from . import config as cfgmod
+from . import datasets, provenance
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import FlatkdError
+from .flatness.config import HessianConfig, PerturbationConfig
+from .io import write_json
+from .registry import Registry
+from .robustness.config import RobustnessConfig
+from .training.loop import resolve_device
+
+RESULT_FORMAT, RESULT_VERSION = "flatkd.result", 1
+
+
+@dataclass
+class EvalConfig:
+    seed: int = 0
+    batch_size: int = 256
+    data_root: Optional[str] = None
+    cache_dir: Optional[str] = None      # corrupted test sets; default $FLATKD_CACHE or ~/.cache/flatkd
+    hessian: HessianConfig = field(default_factory=HessianConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+
+
+@dataclass
+class EvalContext:
+    """What a suite gets: the network, the checkpoint, settings, device and data access."""
+    model: torch.nn.Module
+    checkpoint: Checkpoint
+    cfg: EvalConfig
+    device: torch.device
+    progress: bool
+
+    def dataset(self, split: str):
+        root = self.cfg.data_root or self.checkpoint.config.get("data_root")
+        return datasets.get(self.checkpoint.dataset, split, root=root)
+
+    @property
+    def cache_dir(self) -> Path:
+        base = self.cfg.cache_dir or os.environ.get("FLATKD_CACHE") or Path.home() / ".cache" / "flatkd"
+        return Path(base) / "corruptions"
+
+
+Suite = Callable[[EvalContext], dict]
+SUITES: Registry[Suite] = Registry("suite")
+SUITE_CHOICES = ("flatness", "robustness", "all")
+
+
+@SUITES.register("flatness")
+def _flatness(ctx: EvalContext) -> dict:
+    from .flatness.suite import run_flatness
+    return run_flatness(ctx.model, ctx.dataset("train"), ctx.cfg.hessian, ctx.cfg.perturbation,
+                        seed=ctx.cfg.seed, device=ctx.device, batch_size=ctx.cfg.batch_size,
+                        progress=ctx.progress)
+
+
+@SUITES.register("robustness")
+def _robustness(ctx: EvalContext) -> dict:
+    from .robustness.suite import run_robustness
+    return run_robustness(ctx.model, ctx.dataset("test"), dataset_name=ctx.checkpoint.dataset,
+                          cfg=ctx.cfg.robustness, seed=ctx.cfg.seed, device=ctx.device,
+                          batch_size=ctx.cfg.batch_size, progress=ctx.progress,
+                          cache_dir=ctx.cache_dir)
+
+
+def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
+    return {"flatness": [cfg.hessian.validate, cfg.perturbation.validate],
+            "robustness": [cfg.robustness.validate]}
+
+
+def suite_names(suite: str) -> list[str]:
+    if suite == "all":
+        return SUITES.names()
+    if suite not in SUITES:
+        raise FlatkdError(f"unknown suite {suite!r}; valid choices: {', '.join(SUITE_CHOICES)}")
+    return [suite]
+
+
+def resolve_config(config_file: str | None = None, overrides: dict | None = None) -> EvalConfig:
+    cfg = EvalConfig()
+    if config_file:
+        cfgmod.apply_file(cfg, config_file)
+    cfgmod.apply_overrides(cfg, overrides or {})
+    return cfg
+
+
+def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
+             overrides: dict | None = None, config_file: str | None = None,
+             out: str | Path | None = None, device: str = "auto", progress: bool = False) -> dict:
+    """Evaluate network ``model`` of checkpoint ``path``; return (and write to ``out``) the result.
+
+    All input errors (bad checkpoint, unknown suite/model/setting) are raised as
+    :class:`FlatkdError` before any suite runs, and nothing is written on error.
+    """
+    ck = load_checkpoint(path)
+    names = suite_names(suite)
+    cfg = resolve_config(config_file, overrides)
+    for name in names:
+        for check in _validators(cfg).get(name, []):
+            check()
+    net = ck.build_model(model).to(resolve_device(device))
+    ctx = EvalContext(net, ck, cfg, resolve_device(device), progress)
+    result = {
+        "format": RESULT_FORMAT, "version": RESULT_VERSION,
+        "checkpoint": {"path": str(path), "sha256": ck.sha256, "method": ck.method, "arch": ck.arch,
+                       "dataset": ck.dataset, "model": model, "seed": ck.config.get("seed"),
+                       "interval": ck.raw.get("state", {}).get("interval_epochs"),
+                       "epochs": ck.epoch},
+    }
+    for name in names:
+        result[name] = SUITES.get(name)(ctx)
+    prov = provenance.collect(seed=cfg.seed, settings=cfgmod.to_plain(cfg), suites=names,
+                              device=str(ctx.device))
+    for volatile in ("created_utc", "command"):        # same seed → identical JSON
+        prov.pop(volatile)
+    result["provenance"] = prov
+    if out is not None:
+        write_json(out, result)
+    return result
+

@@ -1,0 +1,276 @@
+"""The single training loop: optimizers, learning rate, steps, evaluation, checkpoints, resume.
+
+Methods only compute losses (``Method.loss``) and say which updates a batch triggers
+(``Method.schedule``); everything else happens here, once, for every method.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .. import checkpoint as ckpt
+from .. import datasets, provenance
+from ..config import to_plain
+from ..errors import FlatkdError, TrainingDiverged
+from ..io import write_text
+from .batches import BatchSpec, batches_per_epoch, epoch_specs, materialize
+from .config import TrainConfig
+from .evaluation import accuracy
+from .methods import METHODS, Method, Update
+
+CHECKPOINT_NAME = "checkpoint.pt"
+ROTATION_DEFAULT = {("cifar10", m) for m in ("baseline", "online", "spaced-online")} | \
+                   {("cifar100", m) for m in ("baseline", "online", "spaced-online")}
+
+OnUpdate = Callable[["Trainer", Update, torch.Tensor, torch.Tensor], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FlatkdError("--device cuda requested but CUDA is not available; valid: auto, cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise FlatkdError(f"unknown device {name!r}; valid choices: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def interval_steps(interval_epochs: float, n_batches: int) -> int:
+    """Space interval in optimizer steps: floor(s × batches_per_epoch) (SPEC §3)."""
+    return int(math.floor(interval_epochs * n_batches + 1e-9))
+
+
+class _Subset(torch.utils.data.Subset):
+    """The first ``n`` samples of ``base``, keeping its ``spec``."""
+
+    def __init__(self, base, n: int, key: str):
+        if n > len(base):
+            raise FlatkdError(f"{key}={n} exceeds the {len(base)} samples of the split")
+        super().__init__(base, range(n))
+        self.spec = base.spec
+
+
+class Trainer:
+    """Train ``cfg`` into ``out_dir`` (``checkpoint.pt``, ``metrics.csv``, ``config.yaml``)."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+                 progress: bool = True, on_update: Optional[OnUpdate] = None):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.progress, self.on_update = progress, on_update
+        self.ckpt_path = self.out / CHECKPOINT_NAME
+        if self.ckpt_path.exists() and not resume:
+            raise FlatkdError(f"{self.ckpt_path} exists; pass --resume to continue it "
+                              "or choose another --out")
+        if resume and not self.ckpt_path.exists():
+            raise FlatkdError(f"--resume: no checkpoint at {self.ckpt_path}")
+        method_cls = METHODS.get(cfg.method)
+        self.device = resolve_device(cfg.device)
+        self.spec = datasets.spec(cfg.dataset)
+        kw = {"root": cfg.data_root, "download": cfg.download}
+        self.train_set = datasets.get(cfg.dataset, "train", **kw)
+        if cfg.train_subset is not None:
+            self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
+        if cfg.test_subset is not None:
+            self.test_set = _Subset(self.test_set, cfg.test_subset, "test_subset")
+        self.test_set = datasets.get(cfg.dataset, "test", **kw)
+        num_classes = self.spec.num_classes or self.train_set.spec.num_classes
+        rotation = cfg.rotation if cfg.rotation is not None else \
+            (cfg.dataset, cfg.method) in ROTATION_DEFAULT
+        self.augment = datasets.for_dataset(cfg.dataset, rotation=rotation)
+        self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
+        self.total_steps = self.bpe * cfg.epochs
+        self.interval_epochs = self._interval(method_cls)
+        self.interval_steps = interval_steps(self.interval_epochs, self.bpe) \
+            if self.interval_epochs is not None else 0
+        nets = method_cls.build(cfg, num_classes, self.train_set.spec.mean, self.train_set.spec.std)
+        for m in nets.modules.values():
+            m.to(self.device)
+        self.method: Method = method_cls(cfg, nets, self.interval_steps)
+        self.optimizers = {name: self._optimizer(mods) for name, mods in nets.optimizers.items()}
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
+        self.num_classes = num_classes
+        self.epoch, self.step = 0, 0
+        self.opt_steps = {name: 0 for name in self.optimizers}
+        self.metrics: list[dict] = []
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+        self.provenance = provenance.collect(seed=cfg.seed, device=str(self.device))
+        if resume:
+            self._restore(ckpt.read(self.ckpt_path))
+
+    # ------------------------------------------------------------------ setup
+    def _interval(self, method_cls) -> float | None:
+        given = self.cfg.spaced.interval
+        if method_cls.default_interval is None:
+            if given is not None:
+                spaced = [n for n in METHODS.names() if METHODS.get(n).default_interval is not None]
+                raise FlatkdError(f"--interval applies to spaced methods only: {', '.join(spaced)}")
+            return None
+        s = method_cls.default_interval if given is None else given
+        n = interval_steps(s, self.bpe)
+        if n >= self.total_steps and self.cfg.spaced.leftover == "drop":
+            raise FlatkdError(
+                f"interval {s} epochs ({n} steps) covers the whole run ({self.total_steps} steps): "
+                "with spaced.leftover=drop the student would never train; "
+                "use --set spaced.leftover=distil (offline KD)")
+        return s
+
+    def _optimizer(self, module_names: list[str]) -> torch.optim.Optimizer:
+        params = [p for n in module_names for p in self.method.nets.modules[n].parameters()]
+        o = self.cfg.optim
+        if o.name == "sgd":
+            return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at global data step ``step`` (1-based): warm-up, then constant or cosine."""
+        o = self.cfg.optim
+        progress = (step - 1) / self.bpe                     # epochs completed
+        if progress < o.warmup_epochs:
+            return o.lr * (progress + 1 / self.bpe) / o.warmup_epochs
+        if o.schedule == "constant":
+            return o.lr
+        span = max(self.cfg.epochs - o.warmup_epochs, 1e-12)
+        frac = min(max((progress - o.warmup_epochs) / span, 0.0), 1.0)
+        return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * frac))
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        """Train to ``cfg.epochs``; returns the checkpoint path."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text(self.out / "config.yaml", yaml.safe_dump(self._record(), sort_keys=False))
+        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+            self._train_epoch(epoch)
+        return self.ckpt_path
+
+    def _train_epoch(self, epoch: int) -> None:
+        for m in self.method.nets.modules.values():
+            m.train()
+        specs = [s for s in epoch_specs(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
+                                        epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
+        bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.cfg.epochs}",
+                   disable=not self.progress, leave=False, unit="batch")
+        for spec, x, y in materialize(self.train_set, self.augment, specs, self.cfg.num_workers):
+            self._run_updates(self.method.schedule(spec), spec, x, y)
+            self.step = spec.step
+            if epoch == self.cfg.epochs and spec is specs[-1]:
+                self._run_updates(self.method.finish(), None, None, None)
+            bar.update(1)
+            bar.set_postfix(loss=f"{self._sums['loss'] / max(self._counts['loss'], 1):.3f}")
+            if self.cfg.checkpoint_every and spec.step % self.cfg.checkpoint_every == 0 \
+                    and spec is not specs[-1]:
+                self._save(epoch - 1)
+        bar.close()
+        self._end_epoch(epoch)
+
+    def _run_updates(self, updates: list[Update], spec: BatchSpec | None, x, y) -> None:
+        """Run updates; batches other than the current one (replays) are re-materialised."""
+        others = [u.spec for u in updates if u.spec is not spec]
+        replayed = materialize(self.train_set, self.augment, others, self.cfg.num_workers)
+        for u in updates:
+            if u.spec is spec:
+                ux, uy = x, y
+            else:
+                _, ux, uy = next(replayed)
+            self._update(u, ux.to(self.device, non_blocking=True), uy.to(self.device, non_blocking=True))
+
+    def _update(self, u: Update, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.on_update is not None:
+            self.on_update(self, u, x, y)
+        opt = self.optimizers[u.optimizer]
+        for group in opt.param_groups:
+            group["lr"] = self.lr_at(u.spec.step)
+        autocast = torch.autocast("cuda") if self.scaler.is_enabled() else contextlib.nullcontext()
+        with autocast:
+            loss, logs = self.method.loss(u.role, x, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"{u.role} loss became {loss.item()} at step {u.spec.step} (epoch {u.spec.epoch}); "
+                + (f"the last good checkpoint is {self.ckpt_path}" if self.ckpt_path.exists()
+                   else "no checkpoint was written"))
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        self.opt_steps[u.optimizer] += 1
+        for k, v in logs.items():
+            self._sums[k] += v
+            self._counts[k] += 1
+
+    def _end_epoch(self, epoch: int) -> None:
+        row = {"epoch": epoch, "step": self.step,
+               "train_loss": self._sums["loss"] / max(self._counts["loss"], 1)}
+        if self._counts["teacher_loss"]:
+            row["teacher_train_loss"] = self._sums["teacher_loss"] / self._counts["teacher_loss"]
+        for name in ("student", "teacher"):
+            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
+            row[f"{name}_test_acc"] = accuracy(module, self.test_set, self.cfg.eval_batch_size,
+                                               self.device) if module is not None else None
+        row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
+        self.metrics.append(row)
+        self._sums.clear()
+        self._counts.clear()
+        self._save(epoch)
+        self._write_csv()
+
+    # ------------------------------------------------------------------ persistence
+    def _record(self) -> dict:
+        """The resolved config plus what the run derived from it (recorded everywhere)."""
+        return {"config": to_plain(self.cfg), "derived": self._derived()}
+
+    def _derived(self) -> dict:
+        return {"batches_per_epoch": self.bpe, "total_steps": self.total_steps,
+                "interval_epochs": self.interval_epochs, "interval_steps": self.interval_steps,
+                "augmentation": self.augment.describe(), "preset": self.cfg.preset,
+                "device": str(self.device), "options": self.method.options()}
+
+    def _save(self, epoch: int) -> None:
+        nets = self.method.nets
+        payload = ckpt.plain({
+            "format": ckpt.FORMAT, "version": ckpt.VERSION, "method": self.cfg.method,
+            "arch": self.cfg.arch, "dataset": self.cfg.dataset, "num_classes": self.num_classes,
+            "architectures": nets.architectures, "epoch": epoch, "step": self.step,
+            "config": to_plain(self.cfg), "metrics": self.metrics, "provenance": self.provenance,
+            "state": {**self._derived(), "method": self.method.state_dict(),
+                      "replay_steps": list(self.method.replay_steps),
+                      "optimizer_steps": dict(self.opt_steps),
+                      "partial_sums": dict(self._sums), "partial_counts": dict(self._counts)},
+        })
+        payload["models"] = {n: m.state_dict() for n, m in nets.modules.items()}
+        payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()}
+        ckpt.save(self.ckpt_path, payload)
+
+    def _restore(self, raw: dict) -> None:
+        saved = raw["config"]
+        for key in ("method", "arch", "dataset", "seed", "batch_size", "epochs"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise FlatkdError(f"--resume: checkpoint has {key}={saved.get(key)!r} but this run "
+                                  f"asks for {getattr(self.cfg, key)!r}")
+        for n, m in self.method.nets.modules.items():
+            m.load_state_dict(raw["models"][n])
+        for n, o in self.optimizers.items():
+            o.load_state_dict(raw["optim"][n])
+        st = raw["state"]
+        self.method.load_state_dict({**st["method"], "replay_steps": st["replay_steps"]})
+        self.opt_steps = dict(st["optimizer_steps"])
+        self._sums.update(st.get("partial_sums", {}))
+        self._counts.update(st.get("partial_counts", {}))
+        self.epoch, self.step, self.metrics = raw["epoch"], raw["step"], list(raw["metrics"])
+        self.provenance = {**raw["provenance"], "resumed": provenance.collect(seed=self.cfg.seed)}
+
+    def _write_csv(self) -> None:
+        keys = list(dict.fromkeys(k for row in self.metrics for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.metrics)
+        write_text(self.out / "metrics.csv", buf.getvalue())

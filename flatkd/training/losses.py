@@ -1,0 +1,83 @@
+"""Distillation losses as pure functions of logits / features.
+
+Notation: s, t = student / teacher logits [N, C]; T = temperature; p^T = softmax(·/T).
+Paper Eq. 2: L = (1 − α)·CE(s, y) + α·l_KD(s, t) (+ β·feature term in the official online code).
+Table 3 variants compare softened probabilities p_s^T and p_t^T.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import Registry
+
+SOFT_LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = Registry("kd loss")
+
+
+@SOFT_LOSSES.register("kl")
+def kd_kl(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Hinton et al. 2015: T² · KL(p_t^T ‖ p_s^T), averaged over the batch."""
+    return F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), reduction="batchmean",
+                    log_target=True) * T * T
+
+
+@SOFT_LOSSES.register("ce")
+def kd_soft_ce(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Soft cross-entropy −Σ_c p_t^T log p_s^T, batch mean, no T² (BYOT's ``CrossEntropy``)."""
+    return -(F.softmax(t / T, 1) * F.log_softmax(s / T, 1)).sum(1).mean()
+
+
+@SOFT_LOSSES.register("l1")
+def kd_l1(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Mean |p_s^T − p_t^T| over all elements (paper Table 3, L1)."""
+    return F.l1_loss(F.softmax(s / T, 1), F.softmax(t / T, 1))
+
+
+@SOFT_LOSSES.register("smoothl1")
+def kd_smooth_l1(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Mean Huber(β=1) of p_s^T − p_t^T (paper Table 3, Smooth L1)."""
+    return F.smooth_l1_loss(F.softmax(s / T, 1), F.softmax(t / T, 1))
+
+
+@SOFT_LOSSES.register("mse")
+def kd_mse(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Mean (p_s^T − p_t^T)² over all elements (paper Table 3, MSE reduction=mean)."""
+    return F.mse_loss(F.softmax(s / T, 1), F.softmax(t / T, 1))
+
+
+@SOFT_LOSSES.register("mse_sum")
+def kd_mse_sum(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """Σ (p_s^T − p_t^T)² over all elements (paper Table 3, MSE reduction=sum)."""
+    return F.mse_loss(F.softmax(s / T, 1), F.softmax(t / T, 1), reduction="sum")
+
+
+def kd_faithful(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """The official code's soft loss: ``KLDivLoss`` fed *probabilities* p_s^T as its input
+    (which it treats as log-probabilities) against p_t^T, batch mean, no T² factor."""
+    return F.kl_div(F.softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean")
+
+
+def soft_loss(name: str, faithful: bool) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """The registered loss ``name``, or the official code's variant when ``faithful``."""
+    return kd_faithful if faithful else SOFT_LOSSES.get(name)
+
+
+def feature_loss(f_s: torch.Tensor, f_t: torch.Tensor, faithful: bool) -> torch.Tensor:
+    """Feature distillation between [N, D] features.
+
+    Corrected: mean over the batch of ‖f_s − f_t‖² / D (MSE). Faithful: ``torch.dist(f_s, f_t)``,
+    the unsquared Frobenius norm over the whole batch, as in the official (BYOT-derived) code.
+    """
+    if faithful:
+        return torch.dist(f_s, f_t)
+    return F.mse_loss(f_s, f_t)
+
+
+def distillation_objective(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, alpha: float,
+                           T: float, soft: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paper Eq. 2: (1 − α)·CE(s, y) + α·soft(s, t, T). Returns (total, ce, kd)."""
+    ce = F.cross_entropy(s, y)
+    kd = soft(s, t.detach(), T)
+    return (1 - alpha) * ce + alpha * kd, ce, kd

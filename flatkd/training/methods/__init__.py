@@ -1,0 +1,6 @@
+"""Training methods, one registered class each (``METHODS.get(name)``)."""
+from . import online, selfkd  # noqa: F401  (registration side effects)
+from .base import Method, Networks, Update
+from .registry import METHODS
+
+__all__ = ["METHODS", "Method", "Networks", "Update"]

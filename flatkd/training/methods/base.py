@@ -1,0 +1,70 @@
+"""The method contract: a method builds its networks and computes losses; the loop owns the rest.
+
+Each incoming batch (a :class:`BatchSpec`) is turned by ``schedule`` into a list of
+:class:`Update` s — (optimizer name, loss role, batch). The loop materialises each update's
+batch, calls ``loss(role, x, y)``, back-propagates and steps that optimizer. Spaced methods
+buffer specs and emit the replays when the interval is full (paper Alg. 2 / Alg. 4).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..batches import BatchSpec
+from ..config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Update:
+    optimizer: str      # which optimizer steps
+    role: str           # which loss ``Method.loss`` computes
+    spec: BatchSpec
+
+
+@dataclass
+class Networks:
+    """What a method trains: modules by name, optimizer → module names, evaluated models."""
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, list[str]]
+    architectures: dict[str, dict]        # evaluable name → flatkd.models.create kwargs
+
+
+class Method(ABC):
+    """Base class; subclasses are registered in :data:`flatkd.training.methods.METHODS`."""
+
+    default_interval: ClassVar[float | None] = None    # epochs; None = not a spaced method
+
+    def __init__(self, cfg: TrainConfig, nets: Networks, interval_steps: int):
+        self.cfg, self.nets, self.interval_steps = cfg, nets, interval_steps
+        self.replay_steps: list[int] = []      # global steps at which a replay was triggered
+
+    @classmethod
+    @abstractmethod
+    def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
+        """Create the networks (seeded from ``cfg.seed``) and say which optimizer owns which."""
+
+    @abstractmethod
+    def schedule(self, spec: BatchSpec) -> list[Update]:
+        """The updates to run for the incoming batch ``spec``, in order."""
+
+    def finish(self) -> list[Update]:
+        """Updates for what is left when training ends (default: nothing)."""
+        return []
+
+    @abstractmethod
+    def loss(self, role: str, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Scalar loss for ``role`` on images x [B, C, H, W] and labels y [B], plus float logs."""
+
+    def state_dict(self) -> dict:
+        return {"replay_steps": list(self.replay_steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.replay_steps = list(state.get("replay_steps", []))
+
+    def options(self) -> dict:
+        """Options this method ran with, recorded in the checkpoint (plain data)."""
+        return {}

@@ -1,0 +1,4 @@
+"""The table of training methods (``flatkd train --method NAME``)."""
+from ...registry import Registry
+
+METHODS = Registry("method")

@@ -1,0 +1,92 @@
+"""Self KD with BYOT exits (paper Alg. 3, Eq. 4) and spaced self KD (paper Alg. 4)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from ... import models
+from ..batches import BatchSpec
+from ..config import TrainConfig
+from ..losses import feature_loss, soft_loss
+from .base import Method, Networks, Update
+from .online import _arch_kwargs
+from .registry import METHODS
+from .seeding import seeded
+from .spacing import SpacedSchedule
+
+
+def feature_exits(num_exits: int, rule: str) -> list[int]:
+    """Shallow exits (1 = next to the deepest, …, num_exits−1 = shallowest) with a feature term.
+
+    ``code``: BYOT's official code skips exit 1 (``if index != 1``) despite its comment;
+    ``all``: every shallow exit.
+    """
+    return [i for i in range(1, num_exits) if rule == "all" or i != 1]
+
+
+@METHODS.register("self")
+class SelfKD(Method):
+    """Deepest exit = teacher, shallower exits = students, one network, one optimizer.
+
+    L = CE(z_0, y) + Σ_{i≥1} [α·soft(z_i, z_0.detach(), T) + (1−α)·CE(z_i, y)]
+        + β·Σ_{i ∈ feature_exits} ‖adapt_i(h_i) − h_0.detach()‖   (BYOT; α=0.3, T=3, β=0.03)
+    """
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
+        kw = _arch_kwargs(cfg.arch, num_classes, mean, std, multi_exit=True)
+        net = seeded(cfg.seed, lambda: models.create(**kw))
+        return Networks({"student": net}, {"student": ["student"]}, {"student": kw})
+
+    def __init__(self, cfg, nets, interval_steps):
+        super().__init__(cfg, nets, interval_steps)
+        self.soft = soft_loss(cfg.selfkd.loss, faithful=False)
+        net = nets.modules["student"]
+        self.feature_exits = feature_exits(net.num_exits, cfg.selfkd.feature_exits)
+
+    def schedule(self, spec: BatchSpec) -> list[Update]:
+        return [Update("student", "self", spec)]
+
+    def loss(self, role, x, y):
+        return self_distillation_loss(self.nets.modules["student"], x, y, self.cfg, self.soft,
+                                      self.feature_exits)
+
+    def options(self) -> dict:
+        return {"kd_loss": self.cfg.selfkd.loss, "feature_exits": self.feature_exits,
+                "feature_loss": "torch.dist" if self.cfg.kd.faithful else "mse"}
+
+
+def self_distillation_loss(net, x, y, cfg: TrainConfig, soft, feat_exits: list[int]):
+    """The BYOT objective above; returns (total, logs) with per-term floats."""
+    sk = cfg.selfkd
+    logits, feats = net.forward_exits(x)
+    ce_deep = F.cross_entropy(logits[0], y)
+    t_logits, t_feat = logits[0].detach(), feats[0].detach()
+    total, logs = ce_deep, {"ce_deep": ce_deep.item()}
+    for i in range(1, len(logits)):
+        kd = soft(logits[i], t_logits, cfg.kd.temperature)
+        ce = F.cross_entropy(logits[i], y)
+        total = total + sk.alpha * kd + (1 - sk.alpha) * ce
+        logs[f"kd_{i}"], logs[f"ce_{i}"] = kd.item(), ce.item()
+        if i in feat_exits:
+            feat = feature_loss(net.adapt(i, feats[i]), t_feat, cfg.kd.faithful)
+            total = total + sk.feature_weight * feat
+            logs[f"feat_{i}"] = feat.item()
+    logs["loss"] = total.item()
+    return total, logs
+
+
+@METHODS.register("spaced-self")
+class SpacedSelfKD(SpacedSchedule, SelfKD):
+    """Paper Alg. 4: between replays only the deep path trains, on CE; when ``s`` steps have been
+    buffered the network replays those batches with the full self-KD loss. This takes extra
+    optimizer steps (recorded in the checkpoint next to accuracy)."""
+
+    default_interval = 4.0
+    advance = ("student", "deep")
+    replay = ("student", "self")
+
+    def loss(self, role, x, y):
+        if role == "deep":
+            loss = F.cross_entropy(self.nets.modules["student"](x), y)
+            return loss, {"ce_deep": loss.item(), "loss": loss.item()}
+        return super().loss(role, x, y)

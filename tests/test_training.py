@@ -1,0 +1,187 @@
+"""Training loop, spaced replay and methods (issue 2 / SPEC §3). Tiny digits subsets, resnet8."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flatkd import models
+from flatkd.errors import FlatkdError, TrainingDiverged
+from flatkd.training import Trainer, resolve
+from flatkd.training.batches import BatchSpec, batches_per_epoch, epoch_specs
+from flatkd.training.loop import interval_steps
+from flatkd.training.methods.selfkd import feature_exits, self_distillation_loss
+from flatkd.training.losses import soft_loss
+
+SMALL = {"train_subset": 96, "test_subset": 64, "batch_size": 16, "epochs": 3}   # 6 steps/epoch
+
+
+def trainer(tmp_path, method, name="run", progress=False, on_update=None, interval=None, **over):
+    cfg = resolve(method, "resnet8", "digits", interval=interval, overrides={**SMALL, **over})
+    return Trainer(cfg, tmp_path / name, progress=progress, on_update=on_update)
+
+
+def weights(t: Trainer) -> dict:
+    return {f"{n}.{k}": v.detach().clone() for n, m in t.method.nets.modules.items()
+            for k, v in m.state_dict().items()}
+
+
+# ---------------------------------------------------------------- interval arithmetic
+def test_interval_steps_paper_numbers():
+    assert batches_per_epoch(50_000, 128) == 391            # CIFAR, no drop_last
+    assert interval_steps(1.5, 391) == 586
+    assert interval_steps(4.0, 391) == 1564
+    assert interval_steps(0.5, 45) == 22
+    assert interval_steps(0.0, 391) == 0
+
+
+def test_epoch_specs_cover_data_once_and_are_deterministic():
+    a = epoch_specs(100, 16, seed=3, epoch=2, first_step=8)
+    assert [s.step for s in a] == list(range(8, 15))
+    assert sorted(i for s in a for i in s.indices) == list(range(100))
+    assert len(a[-1].indices) == 100 - 6 * 16                # last batch is short
+    assert a == epoch_specs(100, 16, seed=3, epoch=2, first_step=8)
+    assert [s.indices for s in a] != [s.indices for s in epoch_specs(100, 16, 3, 3, 8)]
+    seeds = [s.seed for s in a]
+    assert len(set(seeds)) == len(seeds) and all(s % (1 << 20) == 0 for s in seeds)
+
+
+@pytest.mark.parametrize("leftover,student_steps", [("drop", 16), ("distil", 18)])
+def test_intervals_cross_epochs_and_leftover(tmp_path, leftover, student_steps):
+    # 6 steps/epoch, s = 0.75 epoch → 4 steps: replays after steps 4, 8, 12, 16; 17–18 left over
+    t = trainer(tmp_path, "spaced-online", interval=0.75, **{"spaced.leftover": leftover})
+    assert (t.bpe, t.interval_steps) == (6, 4)
+    t.run()
+    expected = [4, 8, 12, 16] + ([18] if leftover == "distil" else [])
+    assert t.method.replay_steps == expected                 # step 8 lies in epoch 2: crosses
+    assert t.opt_steps == {"teacher": 18, "student": student_steps}
+    assert t.metrics[-1]["student_steps"] == student_steps
+
+
+def test_interval_covering_run_with_drop_is_refused(tmp_path):
+    with pytest.raises(FlatkdError, match="leftover=distil"):
+        trainer(tmp_path, "spaced-online", interval=3.0)
+
+
+def test_spaced_with_zero_interval_is_online_kd_step_for_step(tmp_path):
+    online = trainer(tmp_path, "online", "a", epochs=2)
+    online.run()
+    spaced = trainer(tmp_path, "spaced-online", "b", epochs=2, interval=0.0,
+                     **{"spaced.teacher_seed": "independent"})
+    spaced.run()
+    wa, wb = weights(online), weights(spaced)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert online.opt_steps == spaced.opt_steps == {"teacher": 12, "student": 12}
+
+
+# ---------------------------------------------------------------- exact replay
+def test_replay_is_pixel_exact_and_buffer_holds_no_images(tmp_path):
+    seen = {"teacher": {}, "replay": []}
+    buffers = []
+
+    def hook(t, u, x, y):
+        if u.role == "teacher":
+            seen["teacher"][u.spec.step] = (x.clone(), y.clone())
+        elif u.role == "replay":
+            seen["replay"].append((u.spec.step, x.clone(), y.clone()))
+        buffers.append(list(t.method.buffer))
+
+    t = trainer(tmp_path, "spaced-online", interval=0.5, on_update=hook, epochs=2)   # 3-step interval
+    assert t.augment.padding == 4                            # augmentation is on
+    t.run()
+    assert [s for s, _, _ in seen["replay"]] == list(range(1, 13))   # same batches, same order
+    for step, x, y in seen["replay"]:
+        tx, ty = seen["teacher"][step]
+        assert torch.equal(x, tx) and torch.equal(y, ty)
+    base = torch.stack([t.train_set[i][0] for i in t.method.replay_steps[:1] and range(16)])
+    assert not torch.equal(seen["teacher"][1][0], base)      # pixels differ from un-augmented
+    for buf in buffers:                                      # specs only: ints, no tensors
+        assert all(isinstance(s, BatchSpec) for s in buf)
+        assert all(isinstance(v, int) for s in buf for v in (s.step, s.seed, *s.indices))
+
+
+def test_teacher_frozen_during_replay_student_frozen_during_advance(tmp_path):
+    log = []
+
+    def snap(t):
+        return {n: [p.detach().clone() for p in m.parameters()]
+                for n, m in t.method.nets.modules.items()}
+
+    def hook(t, u, x, y):
+        log.append((u.role, snap(t)))
+
+    t = trainer(tmp_path, "spaced-online", interval=0.5, on_update=hook, epochs=1)
+    t.run()
+    log.append(("end", snap(t)))
+    checked = {"replay": 0, "teacher": 0}
+    for (role, before), (_, after) in zip(log, log[1:]):
+        frozen = ["teacher"] if role == "replay" else ["student", "projector"]
+        moved = "student" if role == "replay" else "teacher"
+        for name in frozen:
+            assert all(torch.equal(a, b) for a, b in zip(before[name], after[name])), (role, name)
+        assert any(not torch.equal(a, b) for a, b in zip(before[moved], after[moved]))
+        checked[role] += 1
+    assert checked["replay"] >= 5 and checked["teacher"] >= 5
+
+
+def test_spaced_teacher_seed_same_as_student(tmp_path):
+    t = trainer(tmp_path, "spaced-online", interval=0.5)
+    s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
+    assert all(torch.equal(a, b) for a, b in zip(s.parameters(), te.parameters()))
+    o = trainer(tmp_path, "online", "o")
+    s, te = o.method.nets.modules["student"], o.method.nets.modules["teacher"]
+    assert not torch.equal(next(s.parameters()), next(te.parameters()))
+
+
+def test_spaced_self_takes_extra_steps(tmp_path):
+    t = trainer(tmp_path, "spaced-self", interval=1.0, epochs=2)    # 6-step interval
+    t.run()
+    assert t.method.replay_steps == [6, 12]
+    assert t.opt_steps == {"student": 12 + 12}                # deep path + replays
+    assert t.metrics[-1]["student_steps"] == 24
+
+
+# ---------------------------------------------------------------- self-KD loss
+def test_feature_exits_follow_the_official_code():
+    assert feature_exits(4, "code") == [2, 3]        # ResNet-18: layer2, layer1 exits; layer3 skipped
+    assert feature_exits(4, "all") == [1, 2, 3]
+    assert feature_exits(3, "code") == [2]
+
+
+def test_self_distillation_loss_components():
+    torch.manual_seed(0)
+    net = models.create("resnet8", 10, (0.5,) * 3, (0.25,) * 3, multi_exit=True)
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    cfg = resolve("self", "resnet8", "digits")
+    total, logs = self_distillation_loss(net, x, y, cfg, soft_loss("ce", False), [2])
+    z, h = net.forward_exits(x)
+    T = 3.0
+    expected = F.cross_entropy(z[0], y)
+    for i in (1, 2):
+        p_t = torch.softmax(z[0] / T, 1)
+        soft = -(p_t * torch.log_softmax(z[i] / T, 1)).sum(1).mean()
+        expected = expected + 0.3 * soft + 0.7 * F.cross_entropy(z[i], y)
+    expected = expected + 0.03 * ((net.adapt(2, h[2]) - h[0]) ** 2).mean()
+    assert torch.allclose(total, expected, rtol=1e-5)
+    assert "feat_2" in logs and "feat_1" not in logs
+    total.backward()
+    assert net.adaptation[net.num_exits - 1 - 2].weight.grad is not None     # exit 2 trained
+    assert net.adaptation[net.num_exits - 1 - 1].weight.grad is None         # exit 1 has no term
+
+
+# ---------------------------------------------------------------- divergence
+def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
+    def poison(t, u, x, y):
+        if u.spec.step == 8 and u.role == "student":
+            with torch.no_grad():
+                next(t.method.nets.modules["student"].parameters()).fill_(math.nan)
+
+    t = trainer(tmp_path, "baseline", on_update=poison)
+    with pytest.raises(TrainingDiverged, match="step 8"):
+        t.run()
+    from flatkd import load_checkpoint
+    ck = load_checkpoint(t.ckpt_path)
+    assert ck.epoch == 1 and ck.step == 6
+    assert all(torch.isfinite(v).all() for v in ck.raw["models"]["student"].values()
+               if v.is_floating_point())
