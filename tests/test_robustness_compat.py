@@ -5,6 +5,7 @@ import sys
 import types
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import skimage
@@ -28,7 +29,8 @@ IMAGE = _image()
 def _unpatched(name):
     """The package's function with the module globals as shipped (real numpy/skimage)."""
     fn = getattr(compat.upstream, name)
-    g = dict(compat.upstream.__dict__, np=np, sk=skimage, gaussian=skimage.filters.gaussian)
+    g = dict(compat.upstream.__dict__, np=np, sk=skimage, gaussian=skimage.filters.gaussian,
+             cv2=cv2)
     return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__)
 
 
@@ -83,6 +85,21 @@ def test_quirk_spatter_returns_nan_without_liquid():
     assert np.array_equal(fixed, IMAGE)
     assert not np.array_equal(compat.corrupt(IMAGE, compat.FUNCTIONS["spatter"], 1, seed=0),
                               IMAGE)
+
+
+def test_quirk_frost_reads_its_texture_on_every_call_memoised_bit_identically():
+    reads = []
+    counting = type("cv2", (), {"__getattr__": lambda self, n: getattr(cv2, n),
+                                "imread": lambda self, f: reads.append(f) or cv2.imread(f)})()
+    frost = _unpatched("frost")
+    frost.__globals__["cv2"] = counting
+    outs = []
+    for _ in range(2):
+        np.random.seed(3)
+        outs.append(np.asarray(frost(Image.fromarray(IMAGE), 2)))
+    assert len(reads) == 2
+    np.random.seed(3)
+    assert np.array_equal(np.asarray(compat.FUNCTIONS["frost"](Image.fromarray(IMAGE), 2)), outs[0])
 
 
 def test_quirk_scipy_interpolation_namespace_deprecated():

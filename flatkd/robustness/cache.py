@@ -89,6 +89,11 @@ def _corrupt_chunk(images: np.ndarray, name: str, severity: int, constants: str,
                      for i, img in enumerate(images)])
 
 
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: the pool already fills the cores."""
+    compat.upstream.cv2.setNumThreads(1)
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -115,7 +120,8 @@ def generate(images: np.ndarray, jobs: list[Job], *, constants: str, seed: int, 
         return out
     chunk = max(1, min(64, -(-n * len(jobs) // (8 * workers))))
     remaining = {job: -(-n // chunk) for job in jobs}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                             initializer=_init_worker) as pool:
         futures = {pool.submit(_corrupt_chunk, images[s:s + chunk], *job, constants, seed, s):
                    (job, s) for job in jobs for s in range(0, n, chunk)}
         for fut in as_completed(futures):
