@@ -1,0 +1,95 @@
+"""Hessian backends: one interface, one result schema (the SPEC §6 ``flatness.hessian`` section).
+
+A backend is ``fn(model, batches, cfg, *, seed, progress) -> dict`` with keys
+``trace {mean, stderr, n_hvp}``, ``top_eigenvalues`` (descending), ``density {grid, values}``,
+``backend``, ``n_samples``, ``bn_mode``, ``trace_estimator``. The model comes back exactly as it
+went in (modes, requires_grad, .grad, buffers).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..registry import Registry
+from .config import HessianConfig
+from .data import Batches
+from .density import gaussian_density, slq_nodes
+from .hvp import HessianOperator
+from .lanczos import top_eigenvalues
+from .pyhessian_compat import PyHessian
+from .state import preserved, set_bn_mode
+from .trace import TRACE_ESTIMATORS
+
+Backend = Callable[..., dict]
+HESSIAN_BACKENDS: Registry[Backend] = Registry("hessian backend")
+
+STAGES = ("eigenvalues", "trace", "density")
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """Independent, reproducible seed per stage, so changing one stage's settings leaves the
+    random draws of the others unchanged."""
+    return (seed * 1_000_003 + STAGES.index(stage) * 7_919) % (2 ** 63)
+
+
+def _generator(seed: int, stage: str) -> torch.Generator:
+    return torch.Generator().manual_seed(stage_seed(seed, stage))
+
+
+def _section(cfg: HessianConfig, n: int, backend: str, trace: dict, top: list[float],
+             grid, values, estimator: str, extra: dict) -> dict:
+    return {"trace": trace, "top_eigenvalues": [float(v) for v in top],
+            "density": {"grid": [float(g) for g in grid], "values": [float(v) for v in values]},
+            "backend": backend, "n_samples": n, "bn_mode": cfg.bn_mode,
+            "trace_estimator": estimator, **extra}
+
+
+@HESSIAN_BACKENDS.register("native")
+def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
+           progress: bool = False) -> dict:
+    """Lanczos top-k (full reorthogonalisation), variance-reduced trace, SLQ density."""
+    with preserved(model):
+        set_bn_mode(model, cfg.bn_mode)
+        with HessianOperator(model, batches, cache_graphs=batches.n <= cfg.graph_cache_samples) as op:
+            total = cfg.max_iter + cfg.trace_hvps + cfg.slq_probes * cfg.slq_steps
+            with tqdm(total=total, desc="hessian-vector products", disable=not progress,
+                      leave=False) as bar:
+                def matvec(v: torch.Tensor) -> torch.Tensor:
+                    bar.update(1)
+                    return op.matvec(v)
+
+                common = {"dtype": op.dtype, "device": op.device}
+                eig = top_eigenvalues(matvec, op.dim, cfg.top_k, tol=cfg.tol, max_iter=cfg.max_iter,
+                                      generator=_generator(seed, "eigenvalues"), **common)
+                trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
+                    matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"), **common)
+                nodes, weights, density_hvp = slq_nodes(
+                    matvec, op.dim, cfg.slq_probes, cfg.slq_steps,
+                    generator=_generator(seed, "density"), **common)
+    grid, values = gaussian_density(nodes, weights, cfg.density_grid, cfg.density_width)
+    return _section(cfg, batches.n, "native", trace.as_dict(), eig.values, grid, values,
+                    cfg.trace_estimator, {"eigen_n_hvp": eig.n_matvec,
+                                          "eigen_converged": eig.converged,
+                                          "density_n_hvp": density_hvp})
+
+
+@HESSIAN_BACKENDS.register("pyhessian")
+def pyhessian(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
+              progress: bool = False) -> dict:
+    """PyHessian 0.1 through the compat wrapper: power iteration, Hutchinson, its SLQ."""
+    device = next(model.parameters()).device
+    with PyHessian(model, list(batches), device) as ph, \
+            tqdm(total=3, desc="pyhessian", disable=not progress, leave=False) as bar:
+        top = ph.top_eigenvalues(cfg.top_k, tol=cfg.tol, max_iter=cfg.max_iter,
+                                 seed=stage_seed(seed, "eigenvalues"))
+        bar.update(1)
+        trace = ph.trace(cfg.trace_hvps, seed=stage_seed(seed, "trace"))
+        bar.update(1)
+        nodes, weights = ph.density_nodes(cfg.slq_steps, cfg.slq_probes,
+                                          seed=stage_seed(seed, "density"))
+        bar.update(1)
+    grid, values = gaussian_density(nodes, weights, cfg.density_grid, cfg.density_width)
+    return _section(cfg, batches.n, "pyhessian", trace, top, grid, values, "hutchinson", {})
