@@ -77,11 +77,11 @@ class Trainer:
         self.spec = datasets.spec(cfg.dataset)
         kw = {"root": cfg.data_root, "download": cfg.download}
         self.train_set = datasets.get(cfg.dataset, "train", **kw)
+        self.test_set = datasets.get(cfg.dataset, "test", **kw)
         if cfg.train_subset is not None:
             self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
         if cfg.test_subset is not None:
             self.test_set = _Subset(self.test_set, cfg.test_subset, "test_subset")
-        self.test_set = datasets.get(cfg.dataset, "test", **kw)
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
         rotation = cfg.rotation if cfg.rotation is not None else \
             (cfg.dataset, cfg.method) in ROTATION_DEFAULT

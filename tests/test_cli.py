@@ -1,0 +1,33 @@
+"""CLI contract (SPEC §5): wrong names, ranges or files → one line on stderr, exit 2."""
+import pytest
+
+from flatkd.cli import main
+
+BASE = ["train", "--arch", "resnet8", "--dataset", "digits"]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["train", "--method", "nope", "--arch", "resnet8", "--dataset", "digits", "--out", "x"],
+     "choose from 'baseline', 'online', 'self', 'spaced-online', 'spaced-self'"),
+    (["train", "--method", "online", "--arch", "resnet9", "--dataset", "digits", "--out", "x"],
+     "'resnet8'"),
+    (["train", "--method", "online", "--arch", "resnet8", "--dataset", "mnist", "--out", "x"],
+     "'cifar10', 'cifar100', 'digits', 'imagefolder', 'tinyimagenet'"),
+    (BASE + ["--method", "spaced-online", "--interval", "-1", "--out", "x"], "interval must be"),
+    (BASE + ["--method", "online", "--interval", "1", "--out", "x"],
+     "spaced methods only: spaced-online, spaced-self"),
+    (BASE + ["--method", "online", "--config", "missing.yaml", "--out", "x"], "config file not found"),
+    (BASE + ["--method", "online", "--set", "kd.loss=hinge", "--out", "x"],
+     "valid choices: kl, ce, l1, smoothl1, mse, mse_sum"),
+    (BASE + ["--method", "online", "--set", "nokey=1", "--out", "x"], "valid keys: method"),
+    (BASE + ["--method", "online", "--epochs", "0", "--out", "x"], "epochs must be ≥ 1"),
+    (["eval", "--ckpt", "missing.pt", "--suite", "flatness"], "checkpoint not found"),
+    (["eval", "--ckpt", "missing.pt", "--suite", "speed"], "choose from 'flatness', 'robustness', 'all'"),
+])
+def test_bad_input_is_one_line_exit_2(argv, expect, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("flatkd: error:")
+    assert expect in err
+    assert not (tmp_path / "x").exists()          # nothing half-written
