@@ -31,7 +31,8 @@ def report(tmp_path_factory):
 def test_report_writes_tables_figures_and_markdown(report):
     out, w = report
     assert w["n_results"] == 15
-    assert set(w["tables"]) == {"runs", "accuracy", "flatness", "significance"}
+    assert set(w["tables"]) == {"runs", "accuracy", "flatness", "significance", "corruption_online",
+                                "bim_online", "corruption_self", "bim_self"}
     assert len(w["figures"]) == 6 and "training_curves" in w["figures"]
     for files in [*w["tables"].values(), *w["figures"].values()]:
         for f in files:
@@ -68,3 +69,20 @@ def test_report_from_flatness_only_results(tmp_path):
     assert "accuracy" not in w["tables"]
     assert any("robustness suite not run" in s for s in w["skipped"])
     assert "too few for a significance test" in w["markdown"].read_text()
+
+
+def test_robustness_tables_average_seeds_before_the_paper_layout(report):
+    out, _ = report
+    ct = pd.read_csv(out / "tables" / "corruption_online.csv", header=[0, 1], index_col=[0, 1])
+    col = "digits/resnet8 s=1.5"
+    row = ct.loc[("frost", 3)]
+    res = {m: [fx._result(m, s, out)["robustness"]["corruptions"] for s in fx.SEEDS]
+           for m in ("online", "spaced-online")}
+    mean = {m: 100 * sum(c["accuracy"] for cs in v for c in cs
+                         if (c["corruption"], c["severity"]) == ("frost", 3)) / 3
+            for m, v in res.items()}
+    assert row[(col, "w/o Ours")] == pytest.approx(mean["online"])
+    assert row[(col, "w/ Ours")] == pytest.approx(mean["spaced-online"])
+    assert row[(col, "Δ")] == pytest.approx(mean["spaced-online"] - mean["online"])
+    md = (out / "report.md").read_text()
+    assert "3/3 seeds (digits/resnet8 s=1.5)" in md and "Table 13 layout" in md

@@ -16,9 +16,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..io import write_text
+from ..robustness import tables as RT
 from . import figures as F
 from . import tables as T
-from .results import Result, fmt_interval, group, load_results, training_history
+from .results import (FAMILIES, GroupKey, Result, fmt_interval, group, load_results,
+                      training_history)
 
 MAX_LISTED = 5
 NOTES = """\
@@ -47,6 +49,13 @@ def _write_table(out: Path, name: str, numeric: pd.DataFrame, display: pd.DataFr
     return md
 
 
+def _write_numeric(out: Path, name: str, df: pd.DataFrame, md: str, written: dict) -> None:
+    """A table whose index carries data (multi-level rows/columns): CSV keeps the index."""
+    write_text(out / "tables" / f"{name}.csv", df.to_csv())
+    write_text(out / "tables" / f"{name}.md", md)
+    written["tables"][name] = [out / "tables" / f"{name}.csv", out / "tables" / f"{name}.md"]
+
+
 def results_index(results: Iterable[Result]) -> pd.DataFrame:
     """One row per result file: configuration, seed, headline numbers and which sections exist."""
     rows = []
@@ -68,6 +77,42 @@ def _index_display(df: pd.DataFrame) -> pd.DataFrame:
                           "Seeds": ", ".join(str(x) for x in sub["seed"] if x is not None) or "—",
                           "Sections": ", ".join(sorted(set(sub["sections"])))}
                          for (d, a, m, s, mo), sub in g])
+
+
+def mean_robustness(results: Sequence[Result]) -> dict:
+    """A robustness section whose accuracies are the means over ``results`` (seeds) of each
+    (corruption, severity) and (attack, ε) entry; input for :mod:`flatkd.robustness.tables`."""
+    corr: dict[tuple, list[float]] = {}
+    adv: dict[tuple, list[float]] = {}
+    for r in results:
+        rob = r.robustness or {}
+        for c in rob.get("corruptions", []):
+            corr.setdefault((c["corruption"], c["severity"]), []).append(c["accuracy"])
+        for a in rob.get("adversarial", []):
+            adv.setdefault((a["attack"], a["epsilon"]), []).append(a["accuracy"])
+    return {"corruptions": [{"corruption": c, "severity": s, "accuracy": float(np.mean(v))}
+                            for (c, s), v in corr.items()],
+            "adversarial": [{"attack": a, "epsilon": e, "accuracy": float(np.mean(v))}
+                            for (a, e), v in adv.items()]}
+
+
+def robustness_groups(results: Sequence[Result]) -> dict[str, dict[str, list[dict]]]:
+    """Per KD family: column group ``"<dataset>/<network> s=<interval>"`` → [mean section of
+    the non-spaced method (reference), mean section of the spaced one] — the inputs of the
+    robustness helper's Table 5/12 and Table 13 builders. Student models with robustness only."""
+    groups = {k: [r for r in rs if r.robustness] for k, rs in group(results).items()
+              if k.model == "student"}
+    out: dict[str, dict[str, list[dict]]] = {}
+    for family, (_, plain_m, spaced_m) in FAMILIES.items():
+        for k, spaced in groups.items():
+            plain = groups.get(GroupKey(k.dataset, k.network, plain_m, None, "student"))
+            if k.method != spaced_m or not spaced or not plain:
+                continue
+            name = f"{k.dataset}/{k.network} s={fmt_interval(k.interval)}"
+            sections = [mean_robustness(plain), mean_robustness(spaced)]
+            sections[0]["n_seeds"], sections[1]["n_seeds"] = len(plain), len(spaced)
+            out.setdefault(family, {})[name] = sections
+    return out
 
 
 def _figure_jobs(results: Sequence[Result]) -> list[tuple[str, str, Callable, list[Result]]]:
@@ -125,7 +170,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                      "n_results": len(results), "skipped": []}
     steps, curves, skipped = _training_curves(results)
     jobs = _figure_jobs(results)
-    bar = tqdm(total=4 + len(jobs) + bool(curves), desc="report", disable=not progress)
+    bar = tqdm(total=5 + len(jobs) + bool(curves), desc="report", disable=not progress)
 
     md = ["# flatkd report", "",
           f"{len(results)} result files, {len(group(results))} configurations.", ""]
@@ -152,6 +197,27 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     if len(comp):
         md += ["## Spaced vs non-spaced: paired significance tests", "",
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]
+    bar.update()
+
+    rob = robustness_groups(results)
+    rob_seeds = {f: {n: "/".join(str(sec["n_seeds"]) for sec in g) for n, g in groups.items()}
+                 for f, groups in rob.items()}
+    for family, groups in rob.items():
+        plain_m, spaced_m = FAMILIES[family][1:]
+        labels = ["w/o Ours", "w/ Ours"]
+        note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean over "
+                + ", ".join(f"{seeds} seeds ({name})" for name, seeds in rob_seeds[family].items())
+                + "; Δ = w/ − w/o in percentage points.")
+        if any(g[0]["corruptions"] and g[1]["corruptions"] for g in groups.values()):
+            ct = RT.corruption_table(groups, labels)
+            _write_numeric(out, f"corruption_{family}", ct, RT.to_markdown(ct), written)
+            md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "", note, "",
+                   RT.to_markdown(ct)]
+        if any(g[0]["adversarial"] and g[1]["adversarial"] for g in groups.values()):
+            bt = RT.bim_table(groups, labels)
+            _write_numeric(out, f"bim_{family}", bt, RT.to_markdown(bt), written)
+            md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "", note, "",
+                   RT.to_markdown(bt)]
     bar.update()
 
     md += ["## Figures", ""]
