@@ -22,8 +22,9 @@ def report(tmp_path_factory):
     fx.write_results(res)
     # checkpoints for seed 0 of online and spaced-online only; the rest are "not found"
     _fake_checkpoint(res / "online_s0.pt", "online", fx.metric_rows(10), [], step=120)
-    _fake_checkpoint(res / "spaced-online_s0.pt", "spaced-online", fx.metric_rows(10),
-                     [18, 36, 54, 72, 90, 108], step=108)
+    rows = [r | {"student_steps": 11 * r["epoch"]} for r in fx.metric_rows(10)]
+    _fake_checkpoint(res / "spaced-online_s0.pt", "spaced-online", rows,
+                     [18, 36, 54, 72, 90, 108], step=120)
     out = tmp_path_factory.mktemp("out")
     return out, build_report([res], out)
 
@@ -37,6 +38,8 @@ def test_report_writes_tables_figures_and_markdown(report):
     for files in [*w["tables"].values(), *w["figures"].values()]:
         for f in files:
             assert f.is_file() and f.stat().st_size > 0 and f.is_relative_to(out)
+    assert len(w["files"]) == 1 + 2 * len(w["tables"]) + 2 * len(w["figures"])
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(p.name for p in w["files"])
     md = w["markdown"].read_text()
     for stem in w["figures"]:
         assert f"(figures/{stem}.png)" in md
@@ -49,7 +52,7 @@ def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
     acc = pd.read_csv(out / "tables" / "accuracy.csv")
     on = acc[acc["family"] == "online"].iloc[0]
     assert on["w_ours_mean"] == pytest.approx(sum(fx.ACCURACY["spaced-online"]) / 3)
-    assert on["wo_ours_steps"] == 120 and on["w_ours_steps"] == 108
+    assert on["wo_ours_steps"] == 120 and on["w_ours_steps"] == 110  # student_steps wins
     assert pd.isna(acc[acc["family"] == "self"].iloc[0]["w_ours_steps"])
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs) == 15 and set(runs["seed"]) == {0, 1, 2}
@@ -86,3 +89,19 @@ def test_robustness_tables_average_seeds_before_the_paper_layout(report):
     assert row[(col, "Δ")] == pytest.approx(mean["spaced-online"] - mean["online"])
     md = (out / "report.md").read_text()
     assert "3/3 seeds (digits/resnet8 s=1.5)" in md and "Table 13 layout" in md
+
+
+def test_checkpoint_recorded_relative_to_an_ancestor_folder_resolves(tmp_path):
+    from flatkd.report import load_result
+    import json
+    res = tmp_path / "repo" / "checkpoints" / "results"
+    p = fx.write_results(res, methods=("online",), seeds=(0,))[0]
+    _fake_checkpoint(tmp_path / "repo" / "checkpoints" / "runs" / "online.pt", "online",
+                     fx.metric_rows(3), [])
+    d = json.loads(p.read_text())
+    d["checkpoint"]["path"] = "checkpoints/runs/online.pt"   # relative to the repo root
+    p.write_text(json.dumps(d))
+    assert load_result(p).checkpoint_file() == tmp_path / "repo" / "checkpoints" / "runs" / "online.pt"
+    d["checkpoint"]["path"] = "elsewhere/online.pt"
+    p.write_text(json.dumps(d))
+    assert load_result(p).checkpoint_file() is None

@@ -162,7 +162,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     """Render the report of the given result files (directories are searched recursively).
 
     Returns ``{"markdown": Path, "tables": {name: [csv, md]}, "figures": {stem: [png, pdf]},
-    "n_results": int, "skipped": [reason, ...]}``.
+    "n_results": int, "skipped": [reason, ...], "files": [every path written]}``.
     """
     results = load_results(result_paths)
     out = Path(out_dir)
@@ -240,4 +240,6 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     bar.close()
     md += [NOTES.format(alpha=T.ALPHA)]
     write_text(written["markdown"], "\n".join(md))
+    written["files"] = [written["markdown"], *(f for fs in written["tables"].values() for f in fs),
+                        *(f for fs in written["figures"].values() for f in fs)]
     return written

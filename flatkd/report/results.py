@@ -107,14 +107,16 @@ class Result:
         """The checkpoint this result was computed from, if it can be found on disk.
 
         Tried in order: the recorded path as given (absolute or relative to the working
-        directory), relative to the result file's folder, and its file name in that folder (so a
-        results folder moved together with its checkpoints still resolves).
+        directory), relative to the result file's folder and to each folder above it (a path
+        recorded relative to the repository root resolves from a notebook too), and its file
+        name in the result file's folder (a results folder moved with its checkpoints).
         """
         recorded = self.checkpoint.get("path")
         if not recorded:
             return None
         p = Path(recorded)
-        for cand in (p, self.path.parent / p, self.path.parent / p.name):
+        here = self.path.resolve().parent
+        for cand in (p, *(d / p for d in (here, *here.parents)), here / p.name):
             if cand.is_file():
                 return cand
         return None
@@ -253,8 +255,9 @@ def group(results: Iterable[Result]) -> dict[GroupKey, list[Result]]:
 @dataclass(frozen=True)
 class TrainingHistory:
     """What a result's checkpoint says about training: per-epoch ``rows`` (``ck.metrics``),
-    spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``) and the total
-    optimizer ``step`` count."""
+    spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``) and the number
+    of student optimizer steps ``step`` (the last row's ``student_steps``, else ``ck.step``;
+    spaced self-KD takes extra replay steps, SPEC §3)."""
 
     rows: list[dict]
     boundaries: list[float]
@@ -271,5 +274,6 @@ def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
         ck = load_checkpoint(path)
     except CheckpointError as e:
         return None, str(e)
-    return TrainingHistory(list(ck.metrics), list(ck.interval_boundaries_epochs()),
-                           int(ck.step)), ""
+    rows = list(ck.metrics)
+    steps = rows[-1].get("student_steps", ck.step) if rows else ck.step
+    return TrainingHistory(rows, list(ck.interval_boundaries_epochs()), int(steps)), ""
