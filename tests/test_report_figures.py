@@ -97,3 +97,11 @@ def test_save_refuses_unlabelled_or_empty_axes(tmp_path):
     assert F.unlabelled_axes(empty.figure) == ["axes 0: nothing drawn"]
     assert F.unlabelled_axes(fig) == []
     assert not list(tmp_path.iterdir())
+
+
+def test_sigma_axis_names_the_recorded_perturbation_mode(results):
+    assert F.perturbation_figure(results).axes[0].get_xlabel().startswith("parameter noise std")
+    filt = [r.__class__(r.path, {**r.data, "provenance": {"settings": {"perturbation": {
+        "mode": "filter"}}}}) for r in results]
+    assert "filter-normalised" in F.sigma_label(filt)
+    assert "mix" in F.sigma_label([results[0], filt[1]])

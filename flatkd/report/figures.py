@@ -84,9 +84,23 @@ def perturbation_frame(results: Iterable[Result]) -> pd.DataFrame:
                                        "acc_mean", "acc_std"])
 
 
+SIGMA_LABELS = {"absolute": "parameter noise std σ (θ + N(0, σ²))",
+                "filter": "relative noise σ (filter-normalised, Li et al. 2018)"}
+
+
+def sigma_label(results: Iterable[Result]) -> str:
+    """x label of Fig. 4 from the perturbation mode recorded in the results' provenance."""
+    modes = sorted({str(((r.data.get("provenance") or {}).get("settings") or {})
+                        .get("perturbation", {}).get("mode", "absolute")) for r in results})
+    if len(modes) == 1:
+        return SIGMA_LABELS.get(modes[0], f"noise σ ({modes[0]})")
+    return f"noise σ — results mix perturbation modes {', '.join(modes)}!"
+
+
 def perturbation_figure(results: Sequence[Result]) -> Figure:
     """Fig. 4: training loss (left) and accuracy in % (right) vs parameter-noise std σ."""
     df = perturbation_frame(results)
+    xlabel = sigma_label(r for r in results if (r.flatness or {}).get("perturbation"))
     labels = list(dict.fromkeys(df["label"]))
     colors = _palette(labels)
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
@@ -100,7 +114,7 @@ def perturbation_figure(results: Sequence[Result]) -> Figure:
                 ax.fill_between(d["sigma"], m - s, m + s, color=colors[label], alpha=0.2, lw=0)
             ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.set_xlabel("parameter noise std σ")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
         fig.suptitle(f"Gaussian parameter perturbation (band ± std) — {_title(results)}")
         _legend_below(fig, axes[0, 0])
