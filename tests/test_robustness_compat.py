@@ -164,3 +164,10 @@ def test_cifar_c_table_changes_the_parameter():
     cifar = corrupt_image(grey, "brightness", 1, "cifar-c", 0, 0)
     assert inet[0, 0, 0] == int((128 / 255 + 0.1) * 255)
     assert cifar[0, 0, 0] == int((128 / 255 + 0.05) * 255)
+
+
+def test_serial_opencv_is_scoped():
+    before = cv2.getNumThreads()
+    with compat.serial_opencv():
+        assert cv2.getNumThreads() <= 1
+    assert cv2.getNumThreads() == before

@@ -29,14 +29,6 @@ Job = tuple[str, int]
 """(corruption name, severity)."""
 
 
-def default_cache_dir() -> Path:
-    """``$FLATKD_CACHE_DIR``, else ``$XDG_CACHE_HOME/flatkd/corruptions`` (``~/.cache``)."""
-    if os.environ.get("FLATKD_CACHE_DIR"):
-        return Path(os.environ["FLATKD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "flatkd" / "corruptions"
-
-
 def available_cores() -> int:
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -89,11 +81,6 @@ def _corrupt_chunk(images: np.ndarray, name: str, severity: int, constants: str,
                      for i, img in enumerate(images)])
 
 
-def _init_worker() -> None:
-    """One OpenCV thread per worker process: the pool already fills the cores."""
-    compat.upstream.cv2.setNumThreads(1)
-
-
 def _pool_context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -120,8 +107,8 @@ def generate(images: np.ndarray, jobs: list[Job], *, constants: str, seed: int, 
         return out
     chunk = max(1, min(64, -(-n * len(jobs) // (8 * workers))))
     remaining = {job: -(-n // chunk) for job in jobs}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                             initializer=_init_worker) as pool:
+    with compat.serial_opencv(), ProcessPoolExecutor(max_workers=workers,
+                                                     mp_context=_pool_context()) as pool:
         futures = {pool.submit(_corrupt_chunk, images[s:s + chunk], *job, constants, seed, s):
                    (job, s) for job in jobs for s in range(0, n, chunk)}
         for fut in as_completed(futures):

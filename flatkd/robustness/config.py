@@ -20,6 +20,7 @@ class RobustnessConfig:
                   (CIFAR-10-C's tables).
     epsilons:     BIM L∞ radii in units of 1/255 of the [0, 1] pixel range (``2`` means
                   ε = 2/255); result rows record ε as an absolute value in [0, 1].
+                  An empty list skips the attack.
     bim_protocol: ``kurakin`` (step 1/255, steps = max(1, ⌊min(ε·255 + 4, 1.25·ε·255)⌋)) or
                   ``foolbox-default`` (step 0.2·ε, 10 steps).
     workers:      processes generating corrupted images; 0 = every core this process may use.

@@ -29,6 +29,9 @@ their globals up at call time, so the replacements take effect inside them):
    of its ≈ 11 ms per 32-px image). The module's ``cv2`` becomes an overlay whose ``imread``
    is memoised per file name and returns a read-only array (``frost`` never writes to it),
    so results are bit-identical.
+8. OpenCV's thread pool is not fork-safe: a forked child that touches it can block forever on
+   a mutex held by a parent thread. :func:`serial_opencv` turns OpenCV threading off (in the
+   parent, around the fork and the pool's lifetime) so forked workers never use the pool.
 
 Each quirk has a test in ``tests/test_robustness_compat.py`` that fails once upstream changes,
 so the corresponding shim can be dropped. Images smaller than 32 px are rejected upstream;
@@ -40,6 +43,7 @@ corruption draws from) with the given seed, and restores the caller's state afte
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -50,7 +54,7 @@ import textwrap
 import types
 import warnings
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -134,6 +138,17 @@ upstream.gaussian = _gaussian
 upstream.cv2 = _Overlay(_cv2, imread=_imread)
 upstream.np = _Overlay(np, float_=np.float64)
 upstream.sk = _Overlay(_skimage, util=_Overlay(_skimage.util, random_noise=_random_noise))
+
+
+@contextlib.contextmanager
+def serial_opencv() -> Iterator[None]:
+    """Run OpenCV single-threaded inside the block (fork processes only inside it)."""
+    threads = _cv2.getNumThreads()
+    _cv2.setNumThreads(0)
+    try:
+        yield
+    finally:
+        _cv2.setNumThreads(threads)
 
 
 def _spatter(x: Image.Image, severity: int = 1, *, _fn: Callable = upstream.spatter):
