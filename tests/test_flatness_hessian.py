@@ -95,7 +95,8 @@ def test_top5_eigenvalues_match_exact(results, name):
 def test_trace_within_three_standard_errors(results, name):
     res, exact, cfg = results[name]
     t = res["trace"]
-    assert set(t) == {"mean", "stderr", "n_hvp"} and t["n_hvp"] == cfg.trace_hvps
+    assert set(t) == {"mean", "stderr", "n_hvp"}
+    assert t["n_hvp"] == max(cfg.trace_hvps, res["lanczos_steps"] + 5)
     assert 0 < t["stderr"] and abs(t["mean"] - exact.sum()) <= 3 * t["stderr"]
 
 

@@ -16,12 +16,12 @@ from tqdm.auto import tqdm
 from ..registry import Registry
 from .config import HessianConfig
 from .data import Batches
-from .density import gaussian_density, slq_nodes
+from .density import gaussian_density, quadrature, slq_nodes
 from .hvp import HessianOperator
-from .lanczos import top_eigenvalues
+from .lanczos import top_eigen_run, top_from_run
 from .pyhessian_compat import PyHessian
 from .state import preserved, set_bn_mode
-from .trace import TRACE_ESTIMATORS
+from .trace import TRACE_ESTIMATORS, deflated_rest, rademacher
 
 Backend = Callable[..., dict]
 HESSIAN_BACKENDS: Registry[Backend] = Registry("hessian backend")
@@ -50,11 +50,19 @@ def _section(cfg: HessianConfig, n: int, backend: str, trace: dict, top: list[fl
 @HESSIAN_BACKENDS.register("native")
 def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
            progress: bool = False) -> dict:
-    """Lanczos top-k (full reorthogonalisation), variance-reduced trace, SLQ density."""
+    """Lanczos top-k (full reorthogonalisation), variance-reduced trace, SLQ density.
+
+    One Lanczos run from a Rademacher start serves three purposes: its top Ritz values are the
+    top-k eigenvalues (it runs until they converge, and for at least ``slq_steps`` steps), it is
+    the first SLQ probe of the density, and its basis deflates the trace (``deflated``: Σα exact
+    + Hutchinson with ``trace_hvps`` − steps, at least 5, projected probes; the trace's n_hvp
+    counts the shared steps). The start vector is independent of the probes: unbiased.
+    """
     with preserved(model):
         set_bn_mode(model, cfg.bn_mode)
         with HessianOperator(model, batches, cache_graphs=batches.n <= cfg.graph_cache_samples) as op:
-            total = cfg.max_iter + cfg.trace_hvps + cfg.slq_probes * cfg.slq_steps
+            total = max(cfg.max_iter, cfg.slq_steps) + cfg.trace_hvps \
+                + (cfg.slq_probes - 1) * cfg.slq_steps
             with tqdm(total=total, desc="hessian-vector products", disable=not progress,
                       leave=False) as bar:
                 def matvec(v: torch.Tensor) -> torch.Tensor:
@@ -62,18 +70,28 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
                     return op.matvec(v)
 
                 common = {"dtype": op.dtype, "device": op.device}
-                eig = top_eigenvalues(matvec, op.dim, cfg.top_k, tol=cfg.tol, max_iter=cfg.max_iter,
-                                      generator=_generator(seed, "eigenvalues"), **common)
-                trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
-                    matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"), **common)
+                gen = _generator(seed, "eigenvalues")
+                run = top_eigen_run(matvec, rademacher(op.dim, gen, **common), cfg.top_k,
+                                    tol=cfg.tol, max_iter=cfg.max_iter, generator=gen,
+                                    min_steps=cfg.slq_steps)
+                eig = top_from_run(run, cfg.top_k, op.dim, cfg.tol)
+                if cfg.trace_estimator == "deflated":
+                    trace = deflated_rest(matvec, run, max(cfg.trace_hvps - run.n_matvec, 5),
+                                          op.dim, generator=_generator(seed, "trace"), **common)
+                else:
+                    trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
+                        matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"),
+                        **common)
                 nodes, weights, density_hvp = slq_nodes(
-                    matvec, op.dim, cfg.slq_probes, cfg.slq_steps,
+                    matvec, op.dim, cfg.slq_probes - 1, cfg.slq_steps,
                     generator=_generator(seed, "density"), **common)
-    grid, values = gaussian_density(nodes, weights, cfg.density_grid, cfg.density_width)
+                first = quadrature(run)
+    grid, values = gaussian_density([first[0]] + nodes, [first[1]] + weights, cfg.density_grid,
+                                    cfg.density_width)
     return _section(cfg, batches.n, "native", trace.as_dict(), eig.values, grid, values,
-                    cfg.trace_estimator, {"eigen_n_hvp": eig.n_matvec,
+                    cfg.trace_estimator, {"lanczos_steps": run.n_matvec,
                                           "eigen_converged": eig.converged,
-                                          "density_n_hvp": density_hvp})
+                                          "n_hvp_total": op.n_hvp})
 
 
 @HESSIAN_BACKENDS.register("pyhessian")

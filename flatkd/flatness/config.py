@@ -43,13 +43,16 @@ class HessianConfig:
     top_k: number of largest (algebraic) eigenvalues reported (default 5).
     backend: ``native`` (Lanczos / variance-reduced trace / SLQ, default) or ``pyhessian``
         (the community package, wrapped; power iteration + Hutchinson).
-    trace_estimator: ``deflated`` (default: exact trace of a Lanczos Krylov subspace built with
-        the first third of the budget + Hutchinson on its orthogonal complement), ``hutch++``
-        (Meyer et al. 2021) or ``hutchinson`` (Rademacher probes). Native backend only; the
-        pyhessian backend always uses Hutchinson.
-    trace_hvps: Hessian-vector products spent on the trace (default 100).
-    slq_probes: stochastic Lanczos quadrature start vectors (default 2).
-    slq_steps: Lanczos steps per SLQ probe (default 60).
+    trace_estimator: ``deflated`` (default: exact trace of the Krylov subspace of the Lanczos run
+        shared with the eigenvalues and density + Hutchinson on its orthogonal complement),
+        ``hutch++`` (Meyer et al. 2021) or ``hutchinson`` (Rademacher probes). Native backend
+        only; the pyhessian backend always uses Hutchinson.
+    trace_hvps: Hessian-vector products the trace may depend on (default 60; ``deflated``
+        counts the shared Lanczos steps and adds at least 5 probes).
+    slq_probes: stochastic Lanczos quadrature start vectors (default 1; the native backend's
+        first probe is the shared Lanczos run).
+    slq_steps: Lanczos steps per SLQ probe, and the minimum length of the shared run
+        (default 40).
     density_grid: number of grid points of the density (default 256).
     density_width: Gaussian broadening, as a fraction of the spectral range (default 0.01).
     bn_mode: ``eval`` (default: BatchNorm uses its running statistics, so the loss is a sum over
@@ -68,9 +71,9 @@ class HessianConfig:
     top_k: int = 5
     backend: str = "native"
     trace_estimator: str = "deflated"
-    trace_hvps: int = 100
-    slq_probes: int = 2
-    slq_steps: int = 60
+    trace_hvps: int = 60
+    slq_probes: int = 1
+    slq_steps: int = 40
     density_grid: int = 256
     density_width: float = 0.01
     bn_mode: str = "eval"

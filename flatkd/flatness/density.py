@@ -11,8 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .lanczos import MatVec, lanczos, ritz
+from .lanczos import LanczosRun, MatVec, lanczos, ritz
 from .trace import rademacher
+
+
+def quadrature(run: LanczosRun) -> tuple[np.ndarray, np.ndarray]:
+    """SLQ nodes θ and weights w (float64) of one Lanczos run from a unit start vector."""
+    theta, s = ritz(run.alphas, run.betas)
+    return theta, s[0, :] ** 2
 
 
 def slq_nodes(matvec: MatVec, dim: int, probes: int, steps: int, *, generator: torch.Generator,
@@ -21,9 +27,9 @@ def slq_nodes(matvec: MatVec, dim: int, probes: int, steps: int, *, generator: t
     nodes, weights, used = [], [], 0
     for _ in range(probes):
         run = lanczos(matvec, rademacher(dim, generator, dtype, device), steps)
-        theta, s = ritz(run.alphas, run.betas)
+        theta, w = quadrature(run)
         nodes.append(theta)
-        weights.append(s[0, :] ** 2)
+        weights.append(w)
         used += run.n_matvec
     return nodes, weights, used
 

@@ -128,13 +128,27 @@ def top_eigenvalues(matvec: MatVec, dim: int, k: int, *, tol: float, max_iter: i
     """The ``k`` largest eigenvalues of H (descending) by Lanczos from a Gaussian start vector
     drawn from ``generator``; stops when the top k+2 Ritz residuals pass ``tol`` (relative)."""
     v0 = torch.randn(dim, generator=generator, dtype=dtype).to(device)
-    floor = 10 * torch.finfo(dtype).eps
+    run = top_eigen_run(matvec, v0, k, tol=tol, max_iter=max_iter, generator=generator)
+    return top_from_run(run, k, dim, tol)
+
+
+def top_eigen_run(matvec: MatVec, v0: torch.Tensor, k: int, *, tol: float, max_iter: int,
+                  generator: torch.Generator, min_steps: int = 0) -> LanczosRun:
+    """A Lanczos run from ``v0`` that stops once the top k+2 Ritz values have converged to
+    ``tol`` (and at least ``min_steps`` steps were taken), or after ``max_iter`` steps."""
+    dim = v0.numel()
+    floor = 10 * torch.finfo(v0.dtype).eps
 
     def stop(a: np.ndarray, b: np.ndarray, beta_m: float) -> bool:
-        return converged_top(a, b, beta_m, k, dim, tol, floor)
+        return len(a) >= min_steps and converged_top(a, b, beta_m, k, dim, tol, floor)
 
-    run = lanczos(matvec, v0, max_iter, generator=generator, stop=stop)
+    return lanczos(matvec, v0, max(max_iter, min_steps), generator=generator, stop=stop)
+
+
+def top_from_run(run: LanczosRun, k: int, dim: int, tol: float) -> TopEigen:
+    """The k largest Ritz values of ``run`` (descending) and whether they passed the test."""
     theta, _ = ritz(run.alphas, run.betas)
     values = sorted(theta.tolist(), reverse=True)[:k]
+    floor = 10 * torch.finfo(run.basis.dtype).eps
     return TopEigen(values=[float(v) for v in values], n_matvec=run.n_matvec,
                     converged=converged_top(run.alphas, run.betas, run.residual, k, dim, tol, floor))

@@ -124,10 +124,14 @@ class PyHessian:
                 return sorted(values, reverse=True)[:k]
             n = min(dim, n + k - len(non_negative))
 
-    def trace(self, n_probes: int, *, seed: int) -> dict:
-        """Hutchinson with exactly ``n_probes`` probes (guard 3): mean, stderr, n_hvp."""
+    def trace_samples(self, n_probes: int, *, seed: int) -> list[float]:
+        """PyHessian's Hutchinson samples zᵀHz, exactly ``n_probes`` of them (guard 3), seeded."""
         with _seeded(seed, self.device):
-            samples = self._h.trace(maxIter=n_probes, tol=-math.inf)
+            return [float(s) for s in self._h.trace(maxIter=n_probes, tol=-math.inf)]
+
+    def trace(self, n_probes: int, *, seed: int) -> dict:
+        """Hutchinson trace from ``trace_samples``: mean, stderr, n_hvp."""
+        samples = self.trace_samples(n_probes, seed=seed)
         mean = float(np.mean(samples))
         stderr = float(np.std(samples, ddof=1) / math.sqrt(len(samples)))
         return {"mean": mean, "stderr": stderr, "n_hvp": len(samples)}

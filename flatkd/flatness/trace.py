@@ -8,7 +8,8 @@ the Krylov space of the deflated estimator is exhausted early, which makes it ex
   columns S; tr(H) = tr(QᵀHQ) + tr((I−QQᵀ)H(I−QQᵀ)), the first exact (⌊b/3⌋ products), the
   second by Hutchinson on projected probes with the rest; stderr from the second part.
 * ``deflated``: Q = the Lanczos basis of ⌊b/3⌋ steps from a Rademacher start (it captures the
-  top of the spectrum); tr(QᵀHQ) = Σ α_j exactly, and Hutchinson on the deflated rest. Q is
+  top of the spectrum); tr(QᵀHQ) = Σ α_j exactly, and Hutchinson on the deflated rest. (The
+  native backend instead reuses the Lanczos run of its top-k eigenvalues, see backends.py.) Q is
   independent of the probes, so the estimate is unbiased; on a flat spectrum it degrades
   gracefully to Hutchinson on the complement (SPEC §7: never worse than plain Hutchinson).
 """
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from ..registry import Registry
-from .lanczos import MatVec, lanczos
+from .lanczos import LanczosRun, MatVec, lanczos
 
 
 @dataclass
@@ -99,10 +100,19 @@ def deflated(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generato
              dtype: torch.dtype, device: torch.device) -> TraceEstimate:
     """Lanczos-deflated Hutchinson: exact Σα over a ⌊b/3⌋-step Krylov basis + probes on the rest."""
     run = lanczos(matvec, rademacher(dim, generator, dtype, device), max(1, budget // 3))
+    return deflated_rest(matvec, run, budget - run.n_matvec, dim, generator=generator,
+                         dtype=dtype, device=device)
+
+
+def deflated_rest(matvec: MatVec, run: LanczosRun, probes: int, dim: int, *,
+                  generator: torch.Generator, dtype: torch.dtype,
+                  device: torch.device) -> TraceEstimate:
+    """tr(H) = Σα of a finished Lanczos ``run`` (= tr(QᵀHQ), exact) + Hutchinson with ``probes``
+    projected probes on (I−QQᵀ)H(I−QQᵀ). ``run`` must not depend on ``generator``'s later draws.
+    n_hvp counts the run's products too."""
     exact = math.fsum(run.alphas.tolist())
     if run.n_matvec >= dim:                      # the basis spans everything: tr(H) = Σα
         return TraceEstimate(exact, 0.0, run.n_matvec)
-    rest = _hutchinson_samples(matvec, budget - run.n_matvec, dim, generator, dtype, device,
-                               run.basis)
+    rest = _hutchinson_samples(matvec, probes, dim, generator, dtype, device, run.basis)
     mean, se = _mean_stderr(rest)
     return TraceEstimate(exact + mean, se, run.n_matvec + len(rest))
