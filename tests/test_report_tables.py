@@ -139,3 +139,10 @@ def test_directory_search_skips_other_json_and_rejects_duplicates(tmp_path):
         load_results([tmp_path])
     with pytest.raises(FlatkdError, match="no flatkd result"):
         load_results([])
+
+
+def test_missing_method_is_named(tmp_path):
+    rs = load_results(fx.write_results(tmp_path, methods=("baseline", "online"), seeds=(0,)))
+    df = T.accuracy_table(rs)
+    assert len(df) == 1 and df["interval"].iloc[0] is None
+    assert df["statement"].iloc[0] == "no spaced-online results to compare"

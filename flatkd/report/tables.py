@@ -145,10 +145,13 @@ def _stat_cols(prefix: str, st: Stat | None) -> dict:
             f"{prefix}_n": st.n if st else 0}
 
 
-def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric) -> dict:
+def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
+               missing: str = "") -> dict:
+    """Paired-test columns; with no test, ``missing`` (or a generic reason) is the statement."""
     if test is None:
         return {"n_pairs": 0, "t": math.nan, "p_value": math.nan, "significant": None,
-                "statement": f"cannot compare {a} with {b}: no {metric.label} on one side"}
+                "statement": missing or f"cannot compare {a} with {b}: no {metric.label} "
+                                        "on one side"}
     return {"n_pairs": test.n, "t": test.t, "p_value": test.p, "significant": test.significant,
             "statement": test.statement(a, b, metric.unit, metric.scale, metric.digits)}
 
@@ -186,7 +189,10 @@ def accuracy_table(results: Iterable[Result], steps: Mapping[GroupKey, float] | 
                 row |= _stat_cols("wo_ours", b_st)
                 row |= _stat_cols("w_ours", a_st)
                 row["delta"] = a_st.mean - b_st.mean if a_st and b_st else math.nan
-                row |= _test_cols(test, method_label(spaced_m, s), plain_m, metric)
+                missing = "".join(f"no {m} results; " for m, rs in ((spaced_m, spaced),
+                                                                      (plain_m, plain)) if not rs)
+                row |= _test_cols(test, method_label(spaced_m, s), plain_m, metric,
+                                  missing.rstrip("; ") + (" to compare" if missing else ""))
                 row["wo_ours_steps"] = steps.get(GroupKey(dataset, network, plain_m, None,
                                                           "student"), math.nan)
                 row["w_ours_steps"] = steps.get(GroupKey(dataset, network, spaced_m, s,
