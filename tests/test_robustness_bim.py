@@ -61,7 +61,8 @@ def test_quirk_foolbox_asserts_on_out_of_bounds_input():
     with pytest.raises(AssertionError):
         attack(fmodel, x.index_fill(0, torch.tensor([0]), 1 + 1e-6),
                torch.zeros(4, dtype=torch.long), epsilons=1 / 255)
-    x_adv, _ = linf_bim(model, x.index_fill(0, torch.tensor([0]), 1 + 1e-6), torch.zeros(4, dtype=torch.long), epsilon=1 / 255,
+    x_adv, _ = linf_bim(model, x.index_fill(0, torch.tensor([0]), 1 + 1e-6),
+                        torch.zeros(4, dtype=torch.long), epsilon=1 / 255,
                         stepsize=1 / 255, steps=1, device=CPU)
     assert x_adv.max() <= 1
 

@@ -54,7 +54,8 @@ def test_spec_section_determinism_and_cache(setup, tmp_path, monkeypatch):
 
 
 def test_uint8_conversion_rounds_to_nearest_level():
-    x = torch.tensor([0.0, 0.4 / 255, 1.6 / 255, 254.6 / 255, 1.0]).view(1, 1, 1, 5).repeat(1, 3, 1, 1)
+    levels = torch.tensor([0.0, 0.4 / 255, 1.6 / 255, 254.6 / 255, 1.0])
+    x = levels.view(1, 1, 1, 5).repeat(1, 3, 1, 1)
     out = to_uint8_hwc(x)
     assert out.shape == (1, 1, 5, 3) and out[0, 0, :, 0].tolist() == [0, 0, 2, 255, 255]
 

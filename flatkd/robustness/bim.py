@@ -74,7 +74,8 @@ def bim_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grid: list[BimS
     return rows
 
 
-def bim_reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: BimSchedule) -> torch.Tensor:
+def bim_reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  s: BimSchedule) -> torch.Tensor:
     """Plain-torch BIM, independent of foolbox (cross-check in tests and the benchmark).
 
     Gradient of the summed cross-entropy; x, returned x_adv: [N, C, H, W] in [0, 1].

@@ -28,7 +28,8 @@ with warnings.catch_warnings():
 
 
 def linf_bim(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float,
-             stepsize: float, steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+             stepsize: float, steps: int,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """foolbox ``LinfBasicIterativeAttack`` on one batch, bounds (0, 1).
 
     x: [N, C, H, W] in [0, 1]; y: [N] int labels; epsilon, stepsize absolute (pixel range 1).

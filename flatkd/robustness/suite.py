@@ -23,7 +23,8 @@ def collect(test_set: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, tor
         ys.append(torch.as_tensor(y, dtype=torch.long))
     x, y = torch.cat(xs), torch.cat(ys)
     if x.ndim != 4 or x.shape[1] != 3:
-        raise FlatkdError(f"the robustness suite needs RGB images [N, 3, H, W], got {tuple(x.shape)}")
+        raise FlatkdError("the robustness suite needs RGB images [N, 3, H, W], "
+                          f"got {tuple(x.shape)}")
     return x, y
 
 
