@@ -56,7 +56,7 @@ def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
     assert pd.isna(acc[acc["family"] == "self"].iloc[0]["w_ours_steps"])
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs) == 15 and set(runs["seed"]) == {0, 1, 2}
-    assert "steps w/o / w/ Ours" in (out / "tables" / "accuracy.md").read_text()
+    assert "optimizer steps (w/o Ours, w/ Ours)" in (out / "tables" / "accuracy.md").read_text()
 
 
 def test_report_from_flatness_only_results(tmp_path):

@@ -292,12 +292,13 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
         "w/o KD": [fmt_stat(m, s, 100) for m, s in zip(df["wo_kd_mean"], df["wo_kd_std"])],
         "w/o Ours": [fmt_stat(m, s, 100) for m, s in zip(df["wo_ours_mean"], df["wo_ours_std"])],
         "w/ Ours": [fmt_stat(m, s, 100) for m, s in zip(df["w_ours_mean"], df["w_ours_std"])],
-        "Δ": [_fmt_num(d * 100, "+.2f") if not math.isnan(d) else "—" for d in df["delta"]],
-        "seeds": [f"{a}/{b}/{c}" for a, b, c in zip(df["wo_kd_n"], df["wo_ours_n"], df["w_ours_n"])],
+        "Δ": [_fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "seeds (w/o KD, w/o Ours, w/ Ours)": [
+            f"{a}, {b}, {c}" for a, b, c in zip(df["wo_kd_n"], df["wo_ours_n"], df["w_ours_n"])],
         "p (paired t)": [_fmt_num(p, ".3g") for p in df["p_value"]],
     })
     if df["wo_ours_steps"].notna().any() or df["w_ours_steps"].notna().any():
-        out["steps w/o / w/ Ours"] = [f"{_fmt_num(a, '.0f')} / {_fmt_num(b, '.0f')}"
+        out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{_fmt_num(a, '.0f')}, {_fmt_num(b, '.0f')}"
                                       for a, b in zip(df["wo_ours_steps"], df["w_ours_steps"])]
     return out
 
