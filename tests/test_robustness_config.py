@@ -34,6 +34,7 @@ def test_overrides_from_strings():
 @pytest.mark.parametrize("key, value, message", [
     ("corruptions", ["fgo"], "unknown corruption 'fgo'; valid: all, brightness, contrast"),
     ("corruptions", ["snow", "snow"], "twice"),
+    ("corruptions", ["all", "snow"], "'all' stands alone"),
     ("severities", [0], "valid: integers 1, 2, 3, 4, 5"),
     ("severities", [6], "valid: integers 1, 2, 3, 4, 5"),
     ("severities", [], "valid: integers 1, 2, 3, 4, 5"),

@@ -90,6 +90,8 @@ def resolve(names: list[str] | tuple[str, ...], constants: str) -> list[str]:
     valid = available(constants)
     if list(names) == ["all"]:
         return valid
+    if "all" in names:
+        raise FlatkdError("robustness.corruptions: 'all' stands alone, not in a list of names")
     if not names:
         raise FlatkdError(f"robustness.corruptions is empty; valid: all, {', '.join(valid)}")
     for n in names:
