@@ -16,8 +16,8 @@ from .errors import CheckpointError, FlatkdError  # noqa: E402
 
 
 def evaluate(path, suite="all", **kwargs):
-    """Evaluate a checkpoint; see :func:`flatkd.evaluate.evaluate` (imported lazily)."""
-    from .evaluate import evaluate as _evaluate
+    """Evaluate a checkpoint; see :func:`flatkd.evaluator.evaluate` (imported lazily)."""
+    from .evaluator import evaluate as _evaluate
     return _evaluate(path, suite, **kwargs)
 
 

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from . import datasets, models
-    from .evaluate import SUITE_CHOICES
+    from .evaluator import SUITE_CHOICES
     from .training import METHODS
 
     p = _Parser(prog="flatkd", description=__doc__.splitlines()[0])
@@ -79,7 +79,7 @@ def _train(a) -> None:
 
 
 def _eval(a) -> None:
-    from .evaluate import evaluate
+    from .evaluator import evaluate
     result = evaluate(a.ckpt, a.suite, model=a.model, overrides=cfgmod.parse_overrides(a.set),
                       config_file=a.config, out=a.out, device=a.device, progress=not a.quiet)
     if a.out:

@@ -30,3 +30,14 @@ def tiny_imagefolder(tmp_path_factory):
     """(root, info) — ``root/{train,val}/{cat,dog}/*.png``, 40×30 images."""
     root = tmp_path_factory.mktemp("imagefolder")
     return root, write_imagefolder(root)
+
+
+# ---------------------------------------------------------------- a small trained checkpoint
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory):
+    """Path of a spaced-online ResNet-8 checkpoint trained 1 epoch on 96 digits images."""
+    from flatkd.training import Trainer, resolve
+
+    cfg = resolve("spaced-online", "resnet8", "digits", epochs=1, interval=0.5,
+                  overrides={"train_subset": 96, "test_subset": 64, "batch_size": 16})
+    return Trainer(cfg, tmp_path_factory.mktemp("digits-ckpt") / "run", progress=False).run()
