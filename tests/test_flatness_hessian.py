@@ -217,3 +217,14 @@ def test_deflation_cuts_the_error_on_a_decaying_spectrum():
                                 - sum(eigs)) ** 2 for s in range(20)]))
            for n in ("hutchinson", "deflated")}
     assert err["deflated"] < 0.5 * err["hutchinson"]
+
+
+@pytest.mark.parametrize("estimator", ["hutchinson", "hutch++"])
+def test_backend_trace_estimator_choice(estimator):
+    model = mlp()
+    cfg = HessianConfig(samples=N, top_k=1, trace_estimator=estimator, trace_hvps=45,
+                        slq_steps=5)
+    res = HESSIAN_BACKENDS.get("native")(model, first_samples(dataset(), N, N, CPU), cfg, seed=0)
+    t, exact = res["trace"], np.trace(exact_hessian(model))
+    assert res["trace_estimator"] == estimator and t["n_hvp"] == 45
+    assert abs(t["mean"] - exact) <= 3 * t["stderr"]

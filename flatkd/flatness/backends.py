@@ -21,7 +21,7 @@ from .hvp import HessianOperator
 from .lanczos import top_eigen_run, top_from_run
 from .pyhessian_compat import PyHessian
 from .state import preserved, set_bn_mode
-from .trace import TRACE_ESTIMATORS, deflated_rest, rademacher
+from .trace import TRACE_ESTIMATORS, rademacher
 
 Backend = Callable[..., dict]
 HESSIAN_BACKENDS: Registry[Backend] = Registry("hessian backend")
@@ -75,13 +75,9 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
                                     tol=cfg.tol, max_iter=cfg.max_iter, generator=gen,
                                     min_steps=cfg.slq_steps)
                 eig = top_from_run(run, cfg.top_k, op.dim, cfg.tol)
-                if cfg.trace_estimator == "deflated":
-                    trace = deflated_rest(matvec, run, max(cfg.trace_hvps - run.n_matvec, 5),
-                                          op.dim, generator=_generator(seed, "trace"), **common)
-                else:
-                    trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
-                        matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"),
-                        **common)
+                trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
+                    matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"),
+                    shared=run, **common)
                 nodes, weights, density_hvp = slq_nodes(
                     matvec, op.dim, cfg.slq_probes - 1, cfg.slq_steps,
                     generator=_generator(seed, "density"), **common)

@@ -8,8 +8,8 @@ the Krylov space of the deflated estimator is exhausted early, which makes it ex
   columns S; tr(H) = tr(QᵀHQ) + tr((I−QQᵀ)H(I−QQᵀ)), the first exact (⌊b/3⌋ products), the
   second by Hutchinson on projected probes with the rest; stderr from the second part.
 * ``deflated``: Q = the Lanczos basis of ⌊b/3⌋ steps from a Rademacher start (it captures the
-  top of the spectrum); tr(QᵀHQ) = Σ α_j exactly, and Hutchinson on the deflated rest. (The
-  native backend instead reuses the Lanczos run of its top-k eigenvalues, see backends.py.) Q is
+  top of the spectrum); tr(QᵀHQ) = Σ α_j exactly, and Hutchinson on the deflated rest. The
+  native backend passes the Lanczos run of its top-k eigenvalues as ``shared`` instead. Q is
   independent of the probes, so the estimate is unbiased; on a flat spectrum it degrades
   gracefully to Hutchinson on the complement (SPEC §7: never worse than plain Hutchinson).
 """
@@ -75,16 +75,19 @@ def _mean_stderr(samples: list[float]) -> tuple[float, float]:
 
 @TRACE_ESTIMATORS.register("hutchinson")
 def hutchinson(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
-               dtype: torch.dtype, device: torch.device) -> TraceEstimate:
-    """Plain Hutchinson with ``budget`` Rademacher probes."""
+               dtype: torch.dtype, device: torch.device,
+               shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """Plain Hutchinson with ``budget`` Rademacher probes (``shared`` is not used)."""
     mean, se = _mean_stderr(_hutchinson_samples(matvec, budget, dim, generator, dtype, device))
     return TraceEstimate(mean, se, budget)
 
 
 @TRACE_ESTIMATORS.register("hutch++")
 def hutchpp(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
-            dtype: torch.dtype, device: torch.device) -> TraceEstimate:
-    """Hutch++: a third of the budget sketches, a third computes tr(QᵀHQ), the rest probes."""
+            dtype: torch.dtype, device: torch.device,
+            shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """Hutch++: a third of the budget sketches, a third computes tr(QᵀHQ), the rest probes
+    (``shared`` is not used)."""
     k = min(budget // 3, dim)
     sketch = torch.stack([matvec(rademacher(dim, generator, dtype, device)) for _ in range(k)])
     q, _ = torch.linalg.qr(sketch.double().T)          # [P, k]
@@ -97,10 +100,15 @@ def hutchpp(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator
 
 @TRACE_ESTIMATORS.register("deflated")
 def deflated(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
-             dtype: torch.dtype, device: torch.device) -> TraceEstimate:
-    """Lanczos-deflated Hutchinson: exact Σα over a ⌊b/3⌋-step Krylov basis + probes on the rest."""
-    run = lanczos(matvec, rademacher(dim, generator, dtype, device), max(1, budget // 3))
-    return deflated_rest(matvec, run, budget - run.n_matvec, dim, generator=generator,
+             dtype: torch.dtype, device: torch.device,
+             shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest.
+
+    The basis is ``shared`` (a finished run from a start vector independent of ``generator``;
+    then ``budget`` − its steps, at least 5, probes follow) or a ⌊b/3⌋-step run of its own."""
+    run = shared if shared is not None else lanczos(
+        matvec, rademacher(dim, generator, dtype, device), max(1, budget // 3))
+    return deflated_rest(matvec, run, max(budget - run.n_matvec, 5), dim, generator=generator,
                          dtype=dtype, device=device)
 
 
