@@ -8,6 +8,7 @@ interrupted one is resumed) and a result whose checkpoint hash still matches is 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
@@ -24,10 +25,7 @@ RUNS = {                              # method → space interval in epochs (Non
     "self": None,
     "spaced-self": 1.0,
 }
-EVAL_SETTINGS = {                     # reduced sizes; the full defaults are documented in README
-    "hessian.samples": 256, "hessian.top_k": 5, "hessian.trace_hvps": 40, "hessian.slq_probes": 1,
-    "hessian.slq_steps": 40, "perturbation.repeats": 3, "robustness.epsilons": [1.0, 2.0, 4.0, 8.0],
-}
+EVAL_CONFIG = resources.files("flatkd.presets").joinpath("eval-quick.yaml")   # reduced sizes
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -60,7 +58,7 @@ def eval_step(ckpt: Path, out: Path, progress: bool) -> Path:
                 return out
         except (ValueError, KeyError):
             pass
-    evaluate(ckpt, "all", overrides=dict(EVAL_SETTINGS), out=out, progress=progress)
+    evaluate(ckpt, "all", config_file=str(EVAL_CONFIG), out=out, progress=progress)
     return out
 
 

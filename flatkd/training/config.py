@@ -75,6 +75,7 @@ class TrainConfig:
     teacher_width: float = 1.0
     rotation: Optional[bool] = None      # RandomRotation(15); None → dataset/method default
     checkpoint_every: int = 0            # also checkpoint every N optimizer steps (0: epoch ends only)
+    save_optimizer: bool = True          # optimizer state in the checkpoint (needed by --resume)
     amp: bool = False                    # autocast on CUDA
     preset: Optional[str] = None         # filled in: the preset file applied
     optim: OptimConfig = field(default_factory=OptimConfig)

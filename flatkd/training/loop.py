@@ -246,7 +246,8 @@ class Trainer:
                       "partial_sums": dict(self._sums), "partial_counts": dict(self._counts)},
         })
         payload["models"] = {n: m.state_dict() for n, m in nets.modules.items()}
-        payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()}
+        payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()} \
+            if self.cfg.save_optimizer else {}
         ckpt.save(self.ckpt_path, payload)
 
     def _restore(self, raw: dict) -> None:
@@ -257,6 +258,9 @@ class Trainer:
                                   f"asks for {getattr(self.cfg, key)!r}")
         for n, m in self.method.nets.modules.items():
             m.load_state_dict(raw["models"][n])
+        if not saved.get("save_optimizer", True):
+            raise FlatkdError("--resume: this checkpoint was saved without optimizer state "
+                              "(save_optimizer=false); it cannot be resumed")
         for n, o in self.optimizers.items():
             o.load_state_dict(raw["optim"][n])
         st = raw["state"]
