@@ -120,3 +120,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
             assert torch.equal(a.raw["models"][name][k], v), (name, k)
     assert [r["student_test_acc"] for r in a.metrics] == [r["student_test_acc"] for r in b.metrics]
     assert "resumed" in a.provenance
+
+
+def test_checkpoint_without_optimizer_state_refuses_resume(tmp_path):
+    cfg = resolve("baseline", "resnet8", "digits", epochs=1,
+                  overrides={**ARGS, "save_optimizer": False, "train_subset": 32})
+    path = Trainer(cfg, tmp_path / "run", progress=False).run()
+    ck = flatkd.load_checkpoint(path)
+    assert ck.raw["optim"] == {} and ck.build_model("student") is not None
+    cfg.epochs = 2
+    with pytest.raises(flatkd.FlatkdError, match="without optimizer state"):
+        Trainer(cfg, tmp_path / "run", resume=True, progress=False)

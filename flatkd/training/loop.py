@@ -252,15 +252,15 @@ class Trainer:
 
     def _restore(self, raw: dict) -> None:
         saved = raw["config"]
+        if not saved.get("save_optimizer", True):
+            raise FlatkdError("--resume: this checkpoint was saved without optimizer state "
+                              "(save_optimizer=false); it cannot be resumed")
         for key in ("method", "arch", "dataset", "seed", "batch_size", "epochs"):
             if saved.get(key) != getattr(self.cfg, key):
                 raise FlatkdError(f"--resume: checkpoint has {key}={saved.get(key)!r} but this run "
                                   f"asks for {getattr(self.cfg, key)!r}")
         for n, m in self.method.nets.modules.items():
             m.load_state_dict(raw["models"][n])
-        if not saved.get("save_optimizer", True):
-            raise FlatkdError("--resume: this checkpoint was saved without optimizer state "
-                              "(save_optimizer=false); it cannot be resumed")
         for n, o in self.optimizers.items():
             o.load_state_dict(raw["optim"][n])
         st = raw["state"]
