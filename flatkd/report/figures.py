@@ -170,13 +170,15 @@ def corruption_heatmap(results: Sequence[Result]) -> Figure:
     table = df.pivot_table(index="label", columns="column", values="accuracy", aggfunc="mean")
     table = table.reindex(index=labels, columns=cols)
     with sns.axes_style("white"), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(width=max(6.0, 0.62 * len(cols) + 3), height=1.0 + 0.6 * len(labels)
-                                + 1.6)
+        label_width = 0.11 * max(len(lab) for lab in labels)      # inches for the row labels
+        fig, axes = _new_figure(width=max(6.0, 0.62 * len(cols) + 2.2 + label_width),
+                                height=2.6 + 0.6 * len(labels))
         ax = axes[0, 0]
         sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax,
                     annot_kws={"fontsize": 8}, cbar_kws={"label": "test accuracy (%)"})
         ax.set_xlabel("corruption and severity")
         ax.set_ylabel("method")
+        ax.tick_params(axis="y", labelrotation=0)
         ax.tick_params(axis="x", labelrotation=50)
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
@@ -272,7 +274,7 @@ def training_curves_figure(curves: Sequence[Curve], max_cols: int = 3) -> Figure
             c = curves[i]
             ep = [r["epoch"] for r in c.rows]
             for j, b in enumerate(c.boundaries):
-                ax.axvline(b, color="#b0413e", alpha=0.55, ls=":", lw=1.1,
+                ax.axvline(b, color="#b0413e", alpha=0.8, ls=":", lw=1.5,
                            label="spaced replay boundary" if j == 0 else None)
             ax.plot(ep, [100.0 * r["student_test_acc"] for r in c.rows], color=colors[0],
                     marker="o", ms=3, label="student")
