@@ -185,3 +185,28 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     assert ck.epoch == 1 and ck.step == 6
     assert all(torch.isfinite(v).all() for v in ck.raw["models"]["student"].values()
                if v.is_floating_point())
+
+
+# ---------------------------------------------------------------- real on-disk formats
+def test_online_kd_trains_on_cifar100_files_with_rotation(tmp_path, tiny_cifar100):
+    root, _ = tiny_cifar100
+    cfg = resolve("online", "resnet8", "cifar100", epochs=1,
+                  overrides={"data_root": str(root), "batch_size": 8})
+    t = Trainer(cfg, tmp_path / "c100", progress=False)
+    assert t.augment.rotation == 15 and t.augment.hflip           # official CIFAR online-KD pipeline
+    assert t.num_classes == 100 and t.bpe == 3
+    t.run()
+    assert t.opt_steps == {"teacher": 3, "student": 3}
+    model = models.create(**t.method.nets.architectures["student"])
+    assert model.normalize.mean.flatten().tolist() == pytest.approx([0.4914, 0.4822, 0.4465])
+
+
+def test_spaced_self_trains_on_tinyimagenet_folder(tmp_path, tiny_tinyimagenet):
+    root, info = tiny_tinyimagenet
+    cfg = resolve("spaced-self", "resnet8", "tinyimagenet", epochs=2, interval=1.0,
+                  overrides={"data_root": str(root), "batch_size": 4})
+    t = Trainer(cfg, tmp_path / "tin", progress=False)
+    assert t.augment.rotation == 0 and t.train_set[0][0].shape == (3, 64, 64)
+    t.run()
+    assert t.method.replay_steps == [2, 4] and t.opt_steps == {"student": 8}
+    assert 0.0 <= t.metrics[-1]["student_test_acc"] <= 1.0
