@@ -115,6 +115,30 @@ def robustness_groups(results: Sequence[Result]) -> dict[str, dict[str, list[dic
     return out
 
 
+def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> list[str]:
+    """Tables 5/12 and 13 per KD family (robustness helper's builders, seeds averaged first);
+    writes their CSV/Markdown and returns the report's Markdown lines."""
+    md = []
+    for family, groups in robustness_groups(results).items():
+        plain_m, spaced_m = FAMILIES[family][1:]
+        labels = ["w/o Ours", "w/ Ours"]
+        seeds = ", ".join(f"{g[0]['n_seeds']}/{g[1]['n_seeds']} seeds ({name})"
+                          for name, g in groups.items())
+        note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean over {seeds}; "
+                "Δ = w/ − w/o in percentage points.")
+        if any(g[0]["corruptions"] and g[1]["corruptions"] for g in groups.values()):
+            ct = RT.corruption_table(groups, labels)
+            _write_numeric(out, f"corruption_{family}", ct, RT.to_markdown(ct), written)
+            md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "", note, "",
+                   RT.to_markdown(ct)]
+        if any(g[0]["adversarial"] and g[1]["adversarial"] for g in groups.values()):
+            bt = RT.bim_table(groups, labels)
+            _write_numeric(out, f"bim_{family}", bt, RT.to_markdown(bt), written)
+            md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "", note, "",
+                   RT.to_markdown(bt)]
+    return md
+
+
 def _figure_jobs(results: Sequence[Result]) -> list[tuple[str, str, Callable, list[Result]]]:
     """(stem, caption, builder, results) for every figure the data supports."""
     jobs = []
@@ -199,25 +223,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]
     bar.update()
 
-    rob = robustness_groups(results)
-    rob_seeds = {f: {n: "/".join(str(sec["n_seeds"]) for sec in g) for n, g in groups.items()}
-                 for f, groups in rob.items()}
-    for family, groups in rob.items():
-        plain_m, spaced_m = FAMILIES[family][1:]
-        labels = ["w/o Ours", "w/ Ours"]
-        note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean over "
-                + ", ".join(f"{seeds} seeds ({name})" for name, seeds in rob_seeds[family].items())
-                + "; Δ = w/ − w/o in percentage points.")
-        if any(g[0]["corruptions"] and g[1]["corruptions"] for g in groups.values()):
-            ct = RT.corruption_table(groups, labels)
-            _write_numeric(out, f"corruption_{family}", ct, RT.to_markdown(ct), written)
-            md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "", note, "",
-                   RT.to_markdown(ct)]
-        if any(g[0]["adversarial"] and g[1]["adversarial"] for g in groups.values()):
-            bt = RT.bim_table(groups, labels)
-            _write_numeric(out, f"bim_{family}", bt, RT.to_markdown(bt), written)
-            md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "", note, "",
-                   RT.to_markdown(bt)]
+    md += _robustness_tables(results, out, written)
     bar.update()
 
     md += ["## Figures", ""]
