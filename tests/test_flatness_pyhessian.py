@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from pyhessian import hessian
 
-from flatkd.flatness import pyhessian_compat
 from flatkd.flatness.backends import HESSIAN_BACKENDS
 from flatkd.flatness.config import HessianConfig
 from flatkd.flatness.data import first_samples

@@ -98,10 +98,16 @@ class PyHessian:
 
         self._stack.enter_context(preserved(self.model))             # guards 4 and 7 (.grad)
         cuda = self.device.type == "cuda"                               # guard 1
-        if len(self.batches) == 1:
-            self._h = hessian(self.model, self.criterion, data=self.batches[0], cuda=cuda)
-        else:
-            self._h = hessian(self.model, self.criterion, dataloader=self.batches, cuda=cuda)
+        try:
+            if len(self.batches) == 1:
+                self._h = hessian(self.model, self.criterion, data=self.batches[0], cuda=cuda)
+            else:
+                self._h = hessian(self.model, self.criterion, dataloader=self.batches, cuda=cuda)
+        except BaseException:
+            for p in self.model.parameters():
+                p.grad = None
+            self._stack.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
