@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates every reference checkpoint and result in this folder (run from the repository root):
-#   bash checkpoints/reference/regenerate.sh
+#   bash checkpoints/reference/regenerate.sh          (SEEDS="1 2" bash … for a subset)
 # Each line below is the exact command for one file; finished runs are skipped.
 set -euo pipefail
 ref=checkpoints/reference
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
   for spec in "baseline:" "online:" "spaced-online:1.5" "self:" "spaced-self:1.0"; do
     method=${spec%%:*}; interval=${spec#*:}
     run=$ref/runs/$method-seed$seed
