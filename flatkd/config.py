@@ -177,12 +177,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise FlatkdError(f"config key {key!r} expects a number, got {value!r}")
+        try:
+            return float(value)     # strings such as "1e-3" (YAML 1.1 reads them as str)
+        except (TypeError, ValueError):
+            raise FlatkdError(f"config key {key!r} expects a number, got {value!r}") from None
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -50,14 +50,18 @@ def train_step(method: str, interval: float | None, out: Path, progress: bool) -
     return Trainer(cfg, out, resume=resume, progress=progress).run()
 
 
+def _result_sha256(path: Path) -> str | None:
+    """The checkpoint hash a result file was computed from (None if unreadable)."""
+    try:
+        return json.loads(path.read_text())["checkpoint"]["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def eval_step(ckpt: Path, out: Path, progress: bool) -> Path:
     """Evaluate ``ckpt`` into ``out`` unless ``out`` already holds a result for this exact file."""
-    if out.exists():
-        try:
-            if json.loads(out.read_text())["checkpoint"]["sha256"] == sha256_of(ckpt):
-                return out
-        except (ValueError, KeyError):
-            pass
+    if out.exists() and _result_sha256(out) == sha256_of(ckpt):
+        return out
     evaluate(ckpt, "all", config_file=str(EVAL_CONFIG), out=out, progress=progress)
     return out
 
