@@ -92,8 +92,13 @@ class Checkpoint:
     def sha256(self) -> str:
         return sha256_of(self.path)
 
-    def build_model(self, name: str = "student") -> nn.Module:
-        """The network ``name`` on CPU in eval mode; expects [0, 1] NCHW input, returns logits."""
+    def build_model(self, name: str = "student", exits: bool = False) -> nn.Module:
+        """The network ``name`` on CPU in eval mode; expects [0, 1] NCHW input, returns logits.
+
+        A self-KD (BYOT) network is returned as deployed — its backbone, whose output is the
+        deepest exit — so flatness and robustness see only parameters that shape the
+        prediction; ``exits=True`` returns the full multi-exit training network instead.
+        """
         if name not in self.raw["architectures"]:
             raise CheckpointError(f"checkpoint {self.path} has no model {name!r}; "
                                   f"valid choices: {', '.join(self.model_names)}")
@@ -103,6 +108,8 @@ class Checkpoint:
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"{self.path}: weights of {name!r} do not fit its architecture "
                                   f"({str(e).splitlines()[0][:160]})") from None
+        if isinstance(net, models.MultiExitResNet) and not exits:
+            net = net.backbone
         return net.eval()
 
     def interval_boundaries_epochs(self) -> list[float]:

@@ -131,3 +131,16 @@ def test_checkpoint_without_optimizer_state_refuses_resume(tmp_path):
     cfg.epochs = 2
     with pytest.raises(flatkd.FlatkdError, match="without optimizer state"):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+
+
+def test_self_kd_student_builds_as_deployed_backbone(tmp_path):
+    cfg = resolve("self", "resnet8", "digits", epochs=1, overrides={**ARGS, "train_subset": 32})
+    t = Trainer(cfg, tmp_path / "self", progress=False)
+    ck = flatkd.load_checkpoint(t.run())
+    deployed, full = ck.build_model("student"), ck.build_model("student", exits=True)
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.equal(deployed(x), full(x)) and torch.equal(deployed(x), full.forward_exits(x)[0][0])
+    assert sum(p.numel() for p in deployed.parameters()) < sum(p.numel() for p in full.parameters())
+    loss = torch.nn.functional.cross_entropy(deployed(x), torch.tensor([0, 1, 2]))
+    grads = torch.autograd.grad(loss, list(deployed.parameters()))    # every parameter is used
+    assert all(g is not None for g in grads)
