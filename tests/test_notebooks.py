@@ -12,6 +12,12 @@ import report_fixtures as fx
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.fixture(autouse=True)
+def inline_figures(monkeypatch):
+    """The kernel inherits the environment: MPLBACKEND=Agg (common on CI) would hide figures."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
 def execute(name: str, params: dict) -> nbformat.NotebookNode:
     """Run notebook ``name`` with ``params`` injected after its tagged parameters cell."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
