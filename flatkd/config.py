@@ -11,26 +11,15 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from .errors import FlatkdError
 
-C = TypeVar("C")
-
-
 def to_plain(cfg: Any) -> dict:
     """A dataclass config as a plain dict (only dict/list/str/int/float/bool/None)."""
     return dataclasses.asdict(cfg)
-
-
-def from_plain(cls: type[C], data: Mapping[str, Any] | None) -> C:
-    """Build ``cls`` from defaults, then apply a (possibly partial, nested) mapping."""
-    cfg = cls()
-    if data:
-        _apply_mapping(cfg, data, prefix="")
-    return cfg
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -15,6 +15,8 @@ from flatkd.flatness.config import HessianConfig
 from flatkd.flatness.data import first_samples
 from flatkd.flatness.pyhessian_compat import PyHessian
 
+from flatness_nets import conv_bn_net, random_images
+
 CPU = torch.device("cpu")
 
 
@@ -38,23 +40,12 @@ def quad_batch(d):
     return [(torch.zeros(1), torch.tensor(d))]
 
 
-def net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).eval()
-
-
-def data(n=24):
-    g = torch.Generator().manual_seed(1)
-    return torch.utils.data.TensorDataset(torch.rand(n, 3, 8, 8, generator=g),
-                                          torch.randint(0, 5, (n,), generator=g))
-
 
 def raw(model, d=None, **kw):
     """Upstream PyHessian on the quadratic (d given) or on ``net``/``data`` (CE)."""
     if d is not None:
         return hessian(model, criterion, data=quad_batch(d)[0], cuda=False, **kw)
-    x, y = data().tensors
+    x, y = random_images(24).tensors
     return hessian(model, nn.functional.cross_entropy, data=(x, y), cuda=False, **kw)
 
 
@@ -67,8 +58,8 @@ def test_quirk_cuda_is_the_default():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_guard_device_is_passed_explicitly():
     with pytest.raises((AssertionError, RuntimeError)):
-        hessian(net(), nn.functional.cross_entropy, data=data().tensors)
-    with PyHessian(net(), [data().tensors], CPU) as ph:
+        hessian(conv_bn_net(), nn.functional.cross_entropy, data=random_images(24).tensors)
+    with PyHessian(conv_bn_net(), [random_images(24).tensors], CPU) as ph:
         assert ph.trace(6, seed=0)["n_hvp"] == 6
 
 
@@ -76,7 +67,7 @@ def test_guard_device_is_passed_explicitly():
 
 def test_quirk_density_calls_removed_torch_eig():
     with pytest.raises((AttributeError, RuntimeError), match="eig|removed"):
-        raw(net()).density(iter=5, n_v=1)
+        raw(conv_bn_net()).density(iter=5, n_v=1)
 
 
 def test_guard_density_works_and_torch_is_not_patched():
@@ -111,14 +102,14 @@ def test_guard_trace_uses_the_full_probe_budget():
 # 4. leaves the model in eval mode ------------------------------------------------------------------
 
 def test_quirk_constructor_leaves_eval_mode():
-    model = net().train()
+    model = conv_bn_net().train()
     raw(model)
     assert not model.training
 
 
 def test_guard_modes_restored():
-    model = net().train()
-    with PyHessian(model, [data().tensors], CPU) as ph:
+    model = conv_bn_net().train()
+    with PyHessian(model, [random_images(24).tensors], CPU) as ph:
         ph.trace(6, seed=0)
     assert all(m.training for m in model.modules())
 
@@ -143,14 +134,14 @@ def test_guard_top_eigenvalues_are_algebraic():
 # 6. global RNG ---------------------------------------------------------------------------------------
 
 def test_quirk_uses_the_global_rng():
-    h = raw(net())
+    h = raw(conv_bn_net())
     state = torch.get_rng_state()
     h.trace(maxIter=3, tol=-math.inf)
     assert not torch.equal(state, torch.get_rng_state())
 
 
 def test_guard_seeded_and_global_rng_untouched():
-    model, batch = net(), data().tensors
+    model, batch = conv_bn_net(), random_images(24).tensors
     state = torch.get_rng_state()
     with PyHessian(model, [batch], CPU) as ph:
         a = ph.trace(6, seed=3)
@@ -163,7 +154,7 @@ def test_guard_seeded_and_global_rng_untouched():
 # 7. the double-backward graph stays alive; stale .grad is added ------------------------------------
 
 def test_quirk_graph_kept_in_param_grad_and_stale_grad_added():
-    model = net()
+    model = conv_bn_net()
     raw(model)
     assert any(p.grad is not None and p.grad.grad_fn is not None for p in model.parameters())
     fresh = [p.grad.detach().clone() for p in model.parameters()]
@@ -172,18 +163,18 @@ def test_quirk_graph_kept_in_param_grad_and_stale_grad_added():
 
 
 def test_guard_graph_released_and_grads_restored():
-    model = net()
+    model = conv_bn_net()
     stale = [torch.full_like(p, 7.0) for p in model.parameters()]
     for p, s in zip(model.parameters(), stale):
         p.grad = s
-    with PyHessian(model, [data().tensors], CPU) as ph:
+    with PyHessian(model, [random_images(24).tensors], CPU) as ph:
         with_stale = ph.top_eigenvalues(1, tol=1e-4, max_iter=100, seed=0)
         handle = ph._h
     assert handle.gradsH is None and handle.params is None
     assert all(p.grad is s for p, s in zip(model.parameters(), stale))
     for p in model.parameters():
         p.grad = None
-    with PyHessian(model, [data().tensors], CPU) as ph:
+    with PyHessian(model, [random_images(24).tensors], CPU) as ph:
         clean = ph.top_eigenvalues(1, tol=1e-4, max_iter=100, seed=0)
     assert with_stale == clean
 
@@ -191,11 +182,11 @@ def test_guard_graph_released_and_grads_restored():
 # the two backends agree ------------------------------------------------------------------------------
 
 def test_backends_agree_on_the_same_model():
-    model = net()
+    model = conv_bn_net()
     before = copy.deepcopy(model.state_dict())
     cfg = HessianConfig(samples=24, top_k=3, trace_hvps=60, slq_probes=1, slq_steps=20,
                         max_iter=200)
-    out = {b: HESSIAN_BACKENDS.get(b)(model, first_samples(data(), 24, 24, CPU), cfg, seed=0)
+    out = {b: HESSIAN_BACKENDS.get(b)(model, first_samples(random_images(24), 24, 24, CPU), cfg, seed=0)
            for b in ("native", "pyhessian")}
     nat, pyh = out["native"], out["pyhessian"]
     assert set(nat) >= set(pyh) and pyh["backend"] == "pyhessian"

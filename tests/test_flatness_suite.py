@@ -10,31 +10,20 @@ from torch import nn
 from flatkd.flatness.config import HessianConfig, PerturbationConfig
 from flatkd.flatness.suite import run_flatness
 
+from flatness_nets import conv_bn_net, random_images
+
 CPU = torch.device("cpu")
-
-
-def net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).eval()
-
-
-def train_set(n=30):
-    g = torch.Generator().manual_seed(1)
-    return torch.utils.data.TensorDataset(torch.rand(n, 3, 8, 8, generator=g),
-                                          torch.randint(0, 5, (n,), generator=g))
-
 
 SMALL = dict(samples=20, top_k=3, trace_hvps=12, slq_probes=1, slq_steps=10, density_grid=32)
 
 
 def run(model, hcfg, pcfg, seed=0, progress=False):
-    return run_flatness(model, train_set(), hcfg, pcfg, seed=seed, device=CPU, batch_size=8,
+    return run_flatness(model, random_images(30), hcfg, pcfg, seed=seed, device=CPU, batch_size=8,
                         progress=progress)
 
 
 def test_section_schema_deterministic_and_model_untouched():
-    model = net()
+    model = conv_bn_net()
     before = copy.deepcopy(model.state_dict())
     pcfg = PerturbationConfig(sigmas=[0.0, 0.1], repeats=2)
     a = run(model, HessianConfig(**SMALL), pcfg, progress=True)
@@ -55,10 +44,10 @@ def test_section_schema_deterministic_and_model_untouched():
 
 
 def test_perturbation_on_the_whole_train_split():
-    out = run(net(), HessianConfig(**SMALL), PerturbationConfig(sigmas=[0.0], data="train"))
-    x, y = train_set().tensors
+    out = run(conv_bn_net(), HessianConfig(**SMALL), PerturbationConfig(sigmas=[0.0], data="train"))
+    x, y = random_images(30).tensors
     with torch.no_grad():
-        loss = float(nn.functional.cross_entropy(net()(x), y))
+        loss = float(nn.functional.cross_entropy(conv_bn_net()(x), y))
     assert out["perturbation"][0]["loss_mean"] == pytest.approx(loss, rel=1e-6)
 
 

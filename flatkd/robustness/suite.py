@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..accuracy import top1_accuracy
 from ..errors import FlatkdError
 from .bim import bim_rows, schedules
 from .cache import corrupted_sets
@@ -33,18 +34,17 @@ def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
              batch_size: int) -> float:
     """Top-1 accuracy (fraction) of ``model`` on x [N, C, H, W] (float in [0, 1] or uint8 NHWC)."""
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        xb = x[i:i + batch_size]
-        if xb.dtype == torch.uint8:
-            xb = xb.permute(0, 3, 1, 2).float() / 255
-        pred = model(xb.to(device)).argmax(dim=1).cpu()
-        correct += int((pred == y[i:i + batch_size]).sum())
-    return correct / len(y)
+    def batches():
+        for i in range(0, len(y), batch_size):
+            xb = x[i:i + batch_size]
+            if xb.dtype == torch.uint8:
+                xb = xb.permute(0, 3, 1, 2).float() / 255
+            yield xb, y[i:i + batch_size]
+
+    return top1_accuracy(model, batches(), device)
 
 
 def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,

@@ -15,21 +15,22 @@ from typing import Callable, Optional
 
 import torch
 import yaml
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from .. import datasets, provenance
 from ..config import to_plain
+from ..accuracy import top1_accuracy
 from ..errors import FlatkdError, TrainingDiverged
 from ..io import write_text
 from .batches import BatchSpec, batches_per_epoch, epoch_specs, materialize
 from .config import TrainConfig
-from .evaluation import accuracy
 from .methods import METHODS, Method, Update
 
 CHECKPOINT_NAME = "checkpoint.pt"
-ROTATION_DEFAULT = {("cifar10", m) for m in ("baseline", "online", "spaced-online")} | \
-                   {("cifar100", m) for m in ("baseline", "online", "spaced-online")}
+ROTATION_DATASETS = ("cifar10", "cifar100")             # official CIFAR online-KD pipeline:
+ROTATION_METHODS = ("baseline", "online", "spaced-online")  # + RandomRotation(15)
 
 OnUpdate = Callable[["Trainer", Update, torch.Tensor, torch.Tensor], None]
 
@@ -84,7 +85,7 @@ class Trainer:
             self.test_set = _Subset(self.test_set, cfg.test_subset, "test_subset")
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
         rotation = cfg.rotation if cfg.rotation is not None else \
-            (cfg.dataset, cfg.method) in ROTATION_DEFAULT
+            cfg.dataset in ROTATION_DATASETS and cfg.method in ROTATION_METHODS
         self.augment = datasets.for_dataset(cfg.dataset, rotation=rotation)
         self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
         self.total_steps = self.bpe * cfg.epochs
@@ -175,7 +176,8 @@ class Trainer:
     def _run_updates(self, updates: list[Update], spec: BatchSpec | None, x, y) -> None:
         """Run updates; batches other than the current one (replays) are re-materialised."""
         others = [u.spec for u in updates if u.spec is not spec]
-        replayed = materialize(self.train_set, self.augment, others, self.cfg.num_workers)
+        replayed = materialize(self.train_set, self.augment, others, self.cfg.num_workers) \
+            if others else iter(())
         for u in updates:
             if u.spec is spec:
                 ux, uy = x, y
@@ -213,8 +215,9 @@ class Trainer:
             row["teacher_train_loss"] = self._sums["teacher_loss"] / self._counts["teacher_loss"]
         for name in ("student", "teacher"):
             module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
-            row[f"{name}_test_acc"] = accuracy(module, self.test_set, self.cfg.eval_batch_size,
-                                               self.device) if module is not None else None
+            loader = DataLoader(self.test_set, batch_size=self.cfg.eval_batch_size)
+            row[f"{name}_test_acc"] = top1_accuracy(module, loader, self.device) \
+                if module is not None else None
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         self._sums.clear()
