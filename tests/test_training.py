@@ -11,7 +11,7 @@ from flatkd.training import Trainer, resolve
 from flatkd.training.batches import BatchSpec, batches_per_epoch, epoch_specs
 from flatkd.training.loop import interval_steps
 from flatkd.training.methods.selfkd import feature_exits, self_distillation_loss
-from flatkd.training.losses import soft_loss
+from flatkd.training.losses import feature_loss, soft_loss
 
 SMALL = {"train_subset": 96, "test_subset": 64, "batch_size": 16, "epochs": 3}   # 6 steps/epoch
 
@@ -63,16 +63,18 @@ def test_interval_covering_run_with_drop_is_refused(tmp_path):
         trainer(tmp_path, "spaced-online", interval=3.0)
 
 
-def test_spaced_with_zero_interval_is_online_kd_step_for_step(tmp_path):
-    online = trainer(tmp_path, "online", "a", epochs=2)
+@pytest.mark.parametrize("init", ["independent", "same"])
+def test_spaced_with_zero_interval_is_online_kd_bit_for_bit(tmp_path, init):
+    online = trainer(tmp_path, "online", "a", epochs=2, **{"kd.teacher_init": init})
     online.run()
     spaced = trainer(tmp_path, "spaced-online", "b", epochs=2, interval=0.0,
-                     **{"spaced.teacher_seed": "independent"})
+                     **{"kd.teacher_init": init})
     spaced.run()
     wa, wb = weights(online), weights(spaced)
-    assert wa.keys() == wb.keys()
+    assert wa.keys() == wb.keys() and len(wa) > 0
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert online.opt_steps == spaced.opt_steps == {"teacher": 12, "student": 12}
+    assert (tmp_path / "a" / "metrics.csv").read_bytes() == (tmp_path / "b" / "metrics.csv").read_bytes()
 
 
 # ---------------------------------------------------------------- exact replay
@@ -125,13 +127,18 @@ def test_teacher_frozen_during_replay_student_frozen_during_advance(tmp_path):
     assert checked["replay"] >= 5 and checked["teacher"] >= 5
 
 
-def test_spaced_teacher_seed_same_as_student(tmp_path):
-    t = trainer(tmp_path, "spaced-online", interval=0.5)
-    s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
-    assert all(torch.equal(a, b) for a, b in zip(s.parameters(), te.parameters()))
-    o = trainer(tmp_path, "online", "o")
-    s, te = o.method.nets.modules["student"], o.method.nets.modules["teacher"]
-    assert not torch.equal(next(s.parameters()), next(te.parameters()))
+@pytest.mark.parametrize("method", ["online", "spaced-online"])
+def test_teacher_init_policy_is_shared_by_online_and_spaced(tmp_path, method):
+    def params(t, name):
+        return list(t.method.nets.modules[name].parameters())
+
+    same = trainer(tmp_path, method, "same", **{"kd.teacher_init": "same"})
+    assert all(torch.equal(a, b) for a, b in zip(params(same, "student"), params(same, "teacher")))
+    ind = trainer(tmp_path, method, "ind")                  # default: independent
+    assert ind.cfg.kd.teacher_init == "independent"
+    assert not torch.equal(params(ind, "student")[0], params(ind, "teacher")[0])
+    assert all(torch.equal(a, b) for a, b in zip(params(same, "student"), params(ind, "student")))
+    assert ind.method.options()["teacher_init"] == "independent"
 
 
 def test_spaced_self_takes_extra_steps(tmp_path):
@@ -154,7 +161,8 @@ def test_self_distillation_loss_components():
     net = models.create("resnet8", 10, (0.5,) * 3, (0.25,) * 3, multi_exit=True)
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
     cfg = resolve("self", "resnet8", "digits")
-    total, logs = self_distillation_loss(net, x, y, cfg, soft_loss("ce", False), [2])
+    total, logs = self_distillation_loss(net, x, y, cfg, soft_loss("ce", False), [2],
+                                         feature_loss(None, False))
     z, h = net.forward_exits(x)
     T = 3.0
     expected = F.cross_entropy(z[0], y)
@@ -210,3 +218,71 @@ def test_spaced_self_trains_on_tinyimagenet_folder(tmp_path, tiny_tinyimagenet):
     t.run()
     assert t.method.replay_steps == [2, 4] and t.opt_steps == {"student": 8}
     assert 0.0 <= t.metrics[-1]["student_test_acc"] <= 1.0
+
+
+# ---------------------------------------------------------------- official-pipeline options
+def test_feature_losses_match_the_official_torch_calls():
+    torch.manual_seed(0)
+    f_s, f_t = torch.randn(4, 6), torch.rand(4, 6)
+    expected = {"l2": torch.nn.MSELoss()(f_s, f_t), "l1": torch.nn.L1Loss()(f_s, f_t),
+                "smoothl1": torch.nn.SmoothL1Loss()(f_s, f_t), "dist": torch.dist(f_s, f_t),
+                "ce": -(f_t * torch.log_softmax(f_s, 1)).sum(1).mean()}
+    for name, value in expected.items():
+        assert torch.allclose(feature_loss(name, False)(f_s, f_t), value), name
+    assert feature_loss(None, True) is feature_loss("dist", False)         # faithful → torch.dist
+    assert feature_loss(None, False) is feature_loss("l2", True)           # explicit name wins
+    with pytest.raises(FlatkdError, match="valid choices: ce, dist, l1, l2, smoothl1"):
+        feature_loss("mse2", False)
+
+
+def test_feature_loss_option_reaches_the_student_loss_and_is_recorded(tmp_path):
+    t = trainer(tmp_path, "online", **{"kd.feature_loss": "l1"})
+    assert t.method.options()["feature_loss"] == "l1"
+    torch.manual_seed(1)
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    t_logits, t_feat = torch.randn(4, 10), torch.rand(4, 64)
+    _, logs = t.method.student_loss(x, y, t_logits, t_feat)
+    s_feat = t.method.nets.modules["student"].forward_features(x)[1]
+    want = F.l1_loss(t.method.nets.modules["projector"](s_feat), t_feat)
+    assert logs["feat"] == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_byot_exit_convs_are_kaiming_fan_out():
+    torch.manual_seed(0)
+    net = models.create("resnet18", 10, (0.5,) * 3, (0.25,) * 3, multi_exit=True)
+    convs = [m for m in net.bottleneck.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) > 4
+    for conv in convs:
+        w = conv.weight
+        fan_out = w.shape[0] * w[0, 0].numel()
+        assert w.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.15), w.shape
+
+
+@pytest.mark.parametrize("mode,moves", [("full", True), ("backbone", False)])
+def test_spaced_self_deep_step_updates_exit_bn_only_in_full_mode(tmp_path, mode, moves):
+    t = trainer(tmp_path, "spaced-self", interval=1.0, **{"selfkd.deep_forward": mode})
+    net = t.method.nets.modules["student"]
+    bn = net.attention[0].bn
+    before = bn.running_mean.clone()
+    head = net.classifiers[0].weight.clone()
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    loss, _ = t.method.loss("deep", x, y)
+    loss.backward()
+    assert (not torch.equal(before, bn.running_mean)) is moves
+    assert net.classifiers[0].weight.grad is None and torch.equal(head, net.classifiers[0].weight)
+    assert loss.isfinite()
+
+
+def test_self_kd_records_every_exit_and_the_ensemble(tmp_path):
+    t = trainer(tmp_path, "self", epochs=1)
+    t.run()
+    row = t.metrics[-1]
+    assert {"exit_1_test_acc", "exit_2_test_acc", "ensemble_test_acc"} <= row.keys()
+    net = t.method.nets.modules["student"].eval()
+    xs = torch.stack([t.test_set[i][0] for i in range(len(t.test_set))])
+    ys = torch.tensor([t.test_set[i][1] for i in range(len(t.test_set))])
+    with torch.no_grad():
+        z = net.forward_exits(xs)[0]
+    assert row["exit_2_test_acc"] == (z[2].argmax(1) == ys).float().mean().item()
+    assert row["ensemble_test_acc"] == (torch.stack(z).mean(0).argmax(1) == ys).float().mean().item()
+    assert row["student_test_acc"] == (z[0].argmax(1) == ys).float().mean().item()

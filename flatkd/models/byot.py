@@ -4,7 +4,9 @@ Every stage but the last gets an exit: attention module (SepConv → BN → ReLU
 sigmoid, multiplied onto the stage output) → a chain of stride-2 SepConv bottlenecks up to the
 last stage's channel count → global average pool → its own linear classifier. The deepest exit is
 the backbone's own pool + fc. Each shallow exit also has a linear adaptation layer mapping its
-pooled feature onto the deepest feature (for the feature-distillation term).
+pooled feature onto the deepest feature (for the feature-distillation term). As in the official
+BYOT code every convolution, the exits' included, is Kaiming-normal initialised (fan_out, ReLU);
+BatchNorm starts at weight 1, bias 0 and the linear layers keep PyTorch's default.
 """
 from __future__ import annotations
 
@@ -62,6 +64,10 @@ class MultiExitResNet(nn.Module):
         self.classifiers = nn.ModuleList(nn.Linear(chans[-1], num_classes) for _ in chans[:-1])
         self.adaptation = nn.ModuleList(nn.Linear(chans[-1], chans[-1]) for _ in chans[:-1])
         self.feature_dim = backbone.feature_dim
+        for exits in (self.attention, self.bottleneck):     # BYOT's init of every conv
+            for m in exits.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     @property
     def num_exits(self) -> int:

@@ -34,8 +34,14 @@ class KDConfig:
     temperature: float = 3.0
     alpha: float = 0.3            # weight of the KD term; (1 − α) on cross-entropy
     feature_weight: float = 0.03  # β on the feature term (projector(student feat) → teacher feat)
-    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "kl"
+    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "kl"   # logit loss (Table 3)
+    feature_loss: Optional[Literal["l2", "l1", "smoothl1", "ce", "dist"]] = None
+    # feature loss (official -feature_loss; Table 3): None → dist when faithful, else l2 (MSE)
     faithful: bool = False        # official code's KLDivLoss on probabilities (no T²) + unsquared torch.dist
+    teacher_init: Literal["independent", "same"] = "independent"
+    # independent: the teacher's init is drawn from its own seed (official code: different inits);
+    # same: the teacher is built from the student's seed (paper §4.1 wording) — every
+    # teacher–student method, spaced or not, applies the same policy
 
 
 @dataclass
@@ -44,7 +50,6 @@ class SpacedConfig:
     interval: Optional[float] = None    # epochs; None → method default (1.5 online, 4.0 self)
     leftover: Literal["drop", "distil"] = "drop"      # official code drops the last partial interval
     teacher_bn: Literal["train", "eval"] = "train"    # teacher BN mode during replay (official: train)
-    teacher_seed: Literal["same", "independent"] = "same"   # paper §4.1: same seed as the student
 
 
 @dataclass
@@ -54,6 +59,9 @@ class SelfKDConfig:
     feature_weight: float = 0.03
     feature_exits: Literal["code", "all"] = "code"   # code: skip the exit next to the deepest
     loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "ce"   # BYOT: soft CE, no T²
+    deep_forward: Literal["full", "backbone"] = "full"
+    # spaced-self deep-path steps: full = every exit runs (exit BN statistics update; official
+    # code), backbone = the deep path alone; either way only the deepest exit's CE trains
 
 
 @dataclass

@@ -213,11 +213,12 @@ class Trainer:
                "train_loss": self._sums["loss"] / max(self._counts["loss"], 1)}
         if self._counts["teacher_loss"]:
             row["teacher_train_loss"] = self._sums["teacher_loss"] / self._counts["teacher_loss"]
+        loader = DataLoader(self.test_set, batch_size=self.cfg.eval_batch_size)
         for name in ("student", "teacher"):
             module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
-            loader = DataLoader(self.test_set, batch_size=self.cfg.eval_batch_size)
             row[f"{name}_test_acc"] = top1_accuracy(module, loader, self.device) \
                 if module is not None else None
+        row.update(self.method.test_metrics(loader, self.device))
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         self._sums.clear()

@@ -64,15 +64,49 @@ def soft_loss(name: str, faithful: bool) -> Callable[[torch.Tensor, torch.Tensor
     return kd_faithful if faithful else SOFT_LOSSES.get(name)
 
 
-def feature_loss(f_s: torch.Tensor, f_t: torch.Tensor, faithful: bool) -> torch.Tensor:
-    """Feature distillation between [N, D] features.
+FEATURE_LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("feature loss")
 
-    Corrected: mean over the batch of ‖f_s − f_t‖² / D (MSE). Faithful: ``torch.dist(f_s, f_t)``,
-    the unsquared Frobenius norm over the whole batch, as in the official (BYOT-derived) code.
-    """
-    if faithful:
-        return torch.dist(f_s, f_t)
+
+@FEATURE_LOSSES.register("l2")
+def feature_l2(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Mean over all elements of (f_s − f_t)² for [N, D] features (official ``L2``: ``MSELoss``)."""
     return F.mse_loss(f_s, f_t)
+
+
+@FEATURE_LOSSES.register("l1")
+def feature_l1(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Mean |f_s − f_t| over all elements (official ``L1``: ``L1Loss``)."""
+    return F.l1_loss(f_s, f_t)
+
+
+@FEATURE_LOSSES.register("smoothl1")
+def feature_smooth_l1(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Mean Huber(β=1) of f_s − f_t (official ``SmoothL1``: ``SmoothL1Loss``)."""
+    return F.smooth_l1_loss(f_s, f_t)
+
+
+@FEATURE_LOSSES.register("ce")
+def feature_ce(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Official ``CE``: ``CrossEntropyLoss()(f_s, f_t)`` with the teacher feature as (unnormalised)
+    soft target: −(1/N) Σ_n Σ_d f_t[n, d] · log_softmax(f_s[n])[d]."""
+    return F.cross_entropy(f_s, f_t)
+
+
+@FEATURE_LOSSES.register("dist")
+def feature_dist(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """Official default ``dist``: ``torch.dist(f_s, f_t)``, the unsquared Frobenius norm over the
+    whole batch (the Table 3 "MSE (Sum)" row and Table 1's default run)."""
+    return torch.dist(f_s, f_t)
+
+
+def feature_loss_name(name: str | None, faithful: bool) -> str:
+    """The feature loss in force: ``name``, or ``dist`` when ``faithful`` else ``l2``."""
+    return name if name is not None else ("dist" if faithful else "l2")
+
+
+def feature_loss(name: str | None, faithful: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The registered feature loss (see :func:`feature_loss_name`) for [N, D] features."""
+    return FEATURE_LOSSES.get(feature_loss_name(name, faithful))
 
 
 def distillation_objective(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, alpha: float,

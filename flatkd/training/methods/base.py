@@ -59,6 +59,10 @@ class Method(ABC):
     def loss(self, role: str, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Scalar loss for ``role`` on images x [B, C, H, W] and labels y [B], plus float logs."""
 
+    def test_metrics(self, loader, device: torch.device) -> dict[str, float]:
+        """Extra per-epoch test columns for ``metrics.csv`` beyond each network's accuracy."""
+        return {}
+
     def state_dict(self) -> dict:
         return {"replay_steps": list(self.replay_steps)}
 

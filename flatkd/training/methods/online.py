@@ -8,14 +8,25 @@ from torch import nn
 from ... import models
 from ..batches import BatchSpec
 from ..config import TrainConfig
-from ..losses import distillation_objective, feature_loss, soft_loss
+from ..losses import distillation_objective, feature_loss, feature_loss_name, soft_loss
 from .base import Method, Networks, Update
 from .registry import METHODS
 from .seeding import seeded
 from .spacing import SpacedSchedule
 
-TEACHER_SEED_OFFSET = 1      # independent teacher init: seed + 1
+TEACHER_SEED_OFFSET = 1      # kd.teacher_init=independent: the teacher is built from seed + 1
 PROJECTOR_SEED_OFFSET = 2
+
+
+def teacher_seed(cfg: TrainConfig) -> int:
+    """Seed the teacher is built from under ``kd.teacher_init`` — one policy for every
+    teacher–student method, so a spaced method and its counterpart start from equal weights.
+
+    ``independent`` (default): seed + 1, a different init from the student's (the official code
+    draws teacher then student from one unseeded stream: different inits, same distribution);
+    ``same``: the student's seed (paper §4.1), identical weights when the architectures match.
+    """
+    return cfg.seed if cfg.kd.teacher_init == "same" else cfg.seed + TEACHER_SEED_OFFSET
 
 
 def _arch_kwargs(arch: str, num_classes: int, mean, std, width: float = 1.0,
@@ -57,16 +68,12 @@ class OnlineKD(Method):
     teacher's *pre-update* outputs on the same batch (as in the official code).
     """
 
-    teacher_seed_same = False
-
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
         s_kw = _arch_kwargs(cfg.arch, num_classes, mean, std)
         t_kw = _arch_kwargs(cfg.teacher_arch or cfg.arch, num_classes, mean, std, cfg.teacher_width)
-        same = cls.teacher_seed_same and cfg.spaced.teacher_seed == "same"
         student = seeded(cfg.seed, lambda: models.create(**s_kw))
-        teacher = seeded(cfg.seed if same else cfg.seed + TEACHER_SEED_OFFSET,
-                         lambda: models.create(**t_kw))
+        teacher = seeded(teacher_seed(cfg), lambda: models.create(**t_kw))
         proj = seeded(cfg.seed + PROJECTOR_SEED_OFFSET,
                       lambda: projector(student.feature_dim, teacher.feature_dim))
         return Networks({"student": student, "teacher": teacher, "projector": proj},
@@ -76,6 +83,7 @@ class OnlineKD(Method):
     def __init__(self, cfg, nets, interval_steps):
         super().__init__(cfg, nets, interval_steps)
         self.soft = soft_loss(cfg.kd.loss, cfg.kd.faithful)
+        self.feature = feature_loss(cfg.kd.feature_loss, cfg.kd.faithful)
         self._teacher_out: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def schedule(self, spec: BatchSpec) -> list[Update]:
@@ -95,15 +103,15 @@ class OnlineKD(Method):
         s_logits, s_feat = self.nets.modules["student"].forward_features(x)
         total, ce, soft = distillation_objective(s_logits, t_logits, y, alpha=kd.alpha,
                                                  T=kd.temperature, soft=self.soft)
-        feat = feature_loss(self.nets.modules["projector"](s_feat), t_feat.detach(), kd.faithful)
+        feat = self.feature(self.nets.modules["projector"](s_feat), t_feat.detach())
         total = total + kd.feature_weight * feat
         return total, {"loss": total.item(), "ce": ce.item(), "kd": soft.item(), "feat": feat.item()}
 
     def options(self) -> dict:
-        return {"kd_loss": "faithful" if self.cfg.kd.faithful else self.cfg.kd.loss,
-                "feature_loss": "torch.dist" if self.cfg.kd.faithful else "mse",
-                "teacher_seed": "same" if self.teacher_seed_same and self.cfg.spaced.teacher_seed == "same"
-                else "independent"}
+        kd = self.cfg.kd
+        return {"kd_loss": "faithful" if kd.faithful else kd.loss,
+                "feature_loss": feature_loss_name(kd.feature_loss, kd.faithful),
+                "teacher_init": kd.teacher_init}
 
 
 @METHODS.register("spaced-online")
@@ -115,7 +123,6 @@ class SpacedOnlineKD(SpacedSchedule, OnlineKD):
     """
 
     default_interval = 1.5
-    teacher_seed_same = True
     advance = ("teacher", "teacher")
     replay = ("student", "replay")
 
