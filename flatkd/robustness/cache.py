@@ -5,6 +5,12 @@ severity, seed, constants, imagecorruptions version, clean-data fingerprint), wr
 atomically (temporary file in the same directory, then ``os.replace``): a partially written
 entry never carries the final name, and an unreadable or mis-shaped file is regenerated.
 
+Integrity: the SHA-256 of each entry's bytes is computed while it is written and stored, after
+the entry, in a sidecar ``<entry>.npy.sha256`` (``sha256sum`` format, also written atomically).
+An entry is used only when its bytes hash to the recorded value, so a file altered at the same
+size (zeroed blocks, a flipped bit) or one without a checksum (written by an older flatkd, or
+by a writer that died between the two renames) is regenerated, never silently used.
+
 Generation runs over the available cores with a process pool. Image ``i`` of an entry is
 corrupted with a seed derived from (seed, corruption, severity, i), so the arrays do not depend
 on the number of workers or the chunking.
@@ -21,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import atomic_path
+from ..io import atomic_path, write_text
 from . import corruptions_compat as compat
 from .corruptions import corrupt_image
 
@@ -60,19 +66,64 @@ class EntryKey:
                 f"-{self.constants}-imagecorruptions{self.package}-{self.data}.npy")
 
 
-def load(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The cached array at ``path`` if it is a complete uint8 array of ``shape``, else None."""
+CHECKSUM_SUFFIX = ".sha256"
+_CHUNK = 1 << 20
+
+
+def checksum_path(path: Path) -> Path:
+    """The sidecar holding ``path``'s SHA-256: ``<name>.sha256`` in the same folder."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of the bytes of ``path`` (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def recorded_sha256(path: Path) -> str | None:
+    """The checksum recorded for ``path`` at write time, or None when there is none."""
     try:
+        fields = checksum_path(path).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return fields[0] if fields and len(fields[0]) == 64 else None
+
+
+def load(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached array at ``path`` if its bytes match the recorded SHA-256 and it is a complete
+    uint8 array of ``shape``; else None (the caller regenerates it)."""
+    recorded = recorded_sha256(path)
+    try:
+        if recorded is None or file_sha256(path) != recorded:
+            return None
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     return arr if arr.dtype == np.uint8 and arr.shape == shape else None
 
 
+class _HashingWriter:
+    """A write-only file wrapper that feeds every written byte to a SHA-256."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+
 def save(path: Path, arr: np.ndarray) -> None:
-    """Write ``arr`` as ``.npy`` atomically."""
+    """Write ``arr`` as ``.npy`` atomically, then its SHA-256 sidecar (atomically too)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
+        out = _HashingWriter(f)
+        np.save(out, arr, allow_pickle=False)
+    write_text(checksum_path(path), f"{out.sha.hexdigest()}  {Path(path).name}\n")
 
 
 def _corrupt_chunk(images: np.ndarray, name: str, severity: int, constants: str, seed: int,
