@@ -18,8 +18,8 @@ def results(tmp_path_factory):
     return load_results(fx.write_results(tmp_path_factory.mktemp("res")))
 
 
-def _row(df, family):
-    rows = df[df["family"] == family]
+def _row(df, family, selection="final"):
+    rows = df[(df["family"] == family) & (df["selection"] == selection)]
     assert len(rows) == 1
     return rows.iloc[0]
 
@@ -106,6 +106,7 @@ def test_missing_sections_are_absent_not_faked(tmp_path):
         p.write_text(json.dumps(d))
     rs = load_results(paths)
     df = T.accuracy_table(rs)
+    assert df["selection"].tolist() == ["final"]   # no checkpoints: no best/ensemble rows
     assert df["w_ours_n"].tolist() == [0] and math.isnan(df["w_ours_mean"].iloc[0])
     assert df["statement"].iloc[0] == (
         "cannot compare spaced-online (s=1.5) with online: no test accuracy on one side")
@@ -146,3 +147,92 @@ def test_missing_method_is_named(tmp_path):
     df = T.accuracy_table(rs)
     assert len(df) == 1 and df["interval"].iloc[0] is None
     assert df["statement"].iloc[0] == "no spaced-online results to compare"
+
+
+# ------------------------------------------------------------ final vs best, exit ensemble
+
+@pytest.fixture(scope="module")
+def with_history(tmp_path_factory):
+    """Fixture results with checkpoints: (results, histories)."""
+    from flatkd.report.results import load_histories
+    paths = fx.write_results(tmp_path_factory.mktemp("hist"))
+    fx.write_checkpoints(paths)
+    rs = load_results(paths)
+    hist, reasons = load_histories(rs)
+    assert reasons == []
+    return rs, hist
+
+
+def _best(method):
+    return np.array(fx.ACCURACY[method]) + np.array(fx.BEST_BUMP[method])
+
+
+def test_best_over_epochs_is_the_max_of_the_per_epoch_rows(with_history):
+    rs, hist = with_history
+    df = T.accuracy_table(rs, hist)
+    assert list(df["selection"]) == ["final", "best", "final", "best", "ensemble_final",
+                                     "ensemble_best"]
+    on = _row(df, "online", "best")
+    for col, method in (("wo_kd", "baseline"), ("wo_ours", "online"), ("w_ours", "spaced-online")):
+        v = _best(method)
+        assert on[f"{col}_mean"] == pytest.approx(v.mean(), abs=1e-12)
+        assert on[f"{col}_std"] == pytest.approx(v.std(ddof=1), abs=1e-12)
+    assert on["p_value"] == pytest.approx(
+        stats.ttest_rel(_best("spaced-online"), _best("online")).pvalue, rel=1e-9)
+    # final stays the evaluated checkpoint's clean accuracy
+    assert _row(df, "online")["w_ours_mean"] == pytest.approx(np.mean(fx.ACCURACY["spaced-online"]))
+    # steps: mean of the last rows' student_steps (spaced self-KD takes replay steps)
+    se = _row(df, "self")
+    assert se["wo_ours_steps"] == 72 and se["w_ours_steps"] == 144
+
+
+def test_exit_ensemble_rows_for_self_kd_only(with_history):
+    rs, hist = with_history
+    df = T.accuracy_table(rs, hist)
+    assert set(df[df["family"] == "online"]["selection"]) == {"final", "best"}
+    ens = _row(df, "self", "ensemble_final")
+    plain = np.array(fx.ACCURACY["self"]) + fx.ENSEMBLE_OFFSET["self"]
+    spaced = np.array(fx.ACCURACY["spaced-self"]) + fx.ENSEMBLE_OFFSET["spaced-self"]
+    assert ens["wo_ours_mean"] == pytest.approx(plain.mean())
+    assert ens["w_ours_std"] == pytest.approx(spaced.std(ddof=1))
+    assert ens["wo_kd_n"] == 0 and math.isnan(ens["wo_kd_mean"])   # baseline has no exits
+    assert ens["p_value"] == pytest.approx(stats.ttest_rel(spaced, plain).pvalue, rel=1e-9)
+    best = _row(df, "self", "ensemble_best")
+    assert best["w_ours_mean"] == pytest.approx((_best("spaced-self")
+                                                 + fx.ENSEMBLE_OFFSET["spaced-self"]).mean())
+    disp = T.accuracy_display(df)
+    assert list(disp["accuracy"]) == ["final", "best over epochs"] * 2 + [
+        "exit ensemble, final", "exit ensemble, best over epochs"]
+
+
+def test_older_checkpoints_without_ensemble_columns_give_no_ensemble_rows(tmp_path):
+    from flatkd.report.results import load_histories
+    paths = fx.write_results(tmp_path, methods=("self", "spaced-self"))
+    fx.write_checkpoints(paths, ensemble=False)
+    rs = load_results(paths)
+    df = T.accuracy_table(rs, load_histories(rs)[0])
+    assert list(df["selection"]) == ["final", "best"]
+
+
+def test_verdict_says_whether_the_gain_survives(results):
+    df = T.accuracy_table(results)
+    on, se = _row(df, "online"), _row(df, "self")
+    a = np.array(fx.ACCURACY["spaced-online"]) * 100
+    assert on["verdict"].startswith(
+        f"spaced-online (s=1.5) vs online, accuracy (final): {a.mean():.2f} ± {a.std(ddof=1):.2f}%")
+    assert on["verdict"].endswith("the gain survives") and f"p = {on['p_value']:.3g} < 0.05" in on["verdict"]
+    assert "NOT significant" in se["verdict"] and se["verdict"].endswith("the gain does not survive")
+    st = T.Stat
+    worse = T.gain_verdict("s", "o", "x", st(0.5, 0.01, 3), st(0.6, 0.01, 3),
+                           T.paired_test({0: .5, 1: .49, 2: .51}, {0: .6, 1: .61, 2: .6}))
+    assert worse.endswith("spaced KD is worse here")
+    flat = T.gain_verdict("s", "o", "trace", st(1.0, 0.1, 3), st(2.0, 0.1, 3),
+                          T.paired_test({0: 1, 1: 1.1, 2: .9}, {0: 2, 1: 2.2, 2: 1.9}),
+                          scale=1.0, unit="", higher_is_better=False)
+    assert flat.endswith("the flatness gain survives")
+    one = T.gain_verdict("s", "o", "x", st(0.5, None, 1), st(0.4, None, 1),
+                         T.paired_test({0: .5}, {0: .4}))
+    assert "too few for a significance test" in one
+    comp = T.comparison_table(results)
+    tr = comp[(comp["metric"] == "hessian_trace") & (comp["spaced"].str.startswith("spaced-online"))]
+    assert tr.iloc[0]["verdict"].endswith("the flatness gain survives")

@@ -255,13 +255,30 @@ def group(results: Iterable[Result]) -> dict[GroupKey, list[Result]]:
 @dataclass(frozen=True)
 class TrainingHistory:
     """What a result's checkpoint says about training: per-epoch ``rows`` (``ck.metrics``),
-    spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``) and the number
+    spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``), the number
     of student optimizer steps ``step`` (the last row's ``student_steps``, else ``ck.step``;
-    spaced self-KD takes extra replay steps, SPEC §3)."""
+    spaced self-KD takes extra replay steps, SPEC §3) and the checkpoint's ``num_classes``."""
 
     rows: list[dict]
     boundaries: list[float]
     step: int
+    num_classes: int | None = None
+
+    def column(self, name: str) -> list[float]:
+        """The finite values of metric column ``name`` over the epochs (rows lacking it or
+        holding None are skipped)."""
+        return [float(r[name]) for r in self.rows
+                if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])]
+
+    def final(self, name: str) -> float | None:
+        """``name`` in the last epoch's row (None when that row lacks it)."""
+        v = self.rows[-1].get(name) if self.rows else None
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+    def best(self, name: str) -> float | None:
+        """The maximum of ``name`` over the epochs (None when no row has it)."""
+        vals = self.column(name)
+        return max(vals) if vals else None
 
 
 def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
@@ -276,4 +293,47 @@ def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
         return None, str(e)
     rows = list(ck.metrics)
     steps = rows[-1].get("student_steps", ck.step) if rows else ck.step
-    return TrainingHistory(rows, list(ck.interval_boundaries_epochs()), int(steps)), ""
+    n_cls = ck.raw.get("num_classes")
+    return TrainingHistory(rows, list(ck.interval_boundaries_epochs()), int(steps),
+                           int(n_cls) if isinstance(n_cls, int) else None), ""
+
+
+#: ``{result path: TrainingHistory or None}`` plus the reasons for the ones that are None.
+Histories = Mapping[Path, "TrainingHistory | None"]
+
+
+def load_histories(results: Iterable[Result]) -> tuple[dict[Path, TrainingHistory | None],
+                                                         list[str]]:
+    """Every result's training history (each checkpoint read once) and, for those whose
+    checkpoint could not be read, the reasons."""
+    out: dict[Path, TrainingHistory | None] = {}
+    reasons: list[str] = []
+    for r in results:
+        hist, reason = training_history(r)
+        out[r.path] = hist
+        if hist is None:
+            reasons.append(reason)
+    return out, reasons
+
+
+def dataset_facts(dataset: str) -> tuple[int | None, int | None]:
+    """``(num_classes, test_size)`` of a registered dataset, ``(None, None)`` when only the files
+    on disk know them (``imagefolder``) or the name is not registered."""
+    from .. import datasets
+    try:
+        spec = datasets.spec(dataset)
+    except FlatkdError:
+        return None, None
+    return spec.num_classes, spec.test_size
+
+
+def robustness_constants(results: Iterable[Result]) -> list[str]:
+    """The corruption severity constants (``robustness.constants`` in each result's provenance
+    settings) of the results that have corruption rows; ``"unrecorded"`` when a result lacks it."""
+    found = []
+    for r in results:
+        if not (r.robustness or {}).get("corruptions"):
+            continue
+        settings = (r.data.get("provenance") or {}).get("settings") or {}
+        found.append(str((settings.get("robustness") or {}).get("constants") or "unrecorded"))
+    return sorted(set(found))

@@ -1,10 +1,16 @@
-"""Tables in the paper's layout: accuracy (Tables 1/2), flatness per method, spaced-vs-counterpart tests.
+"""Tables in the paper's layout: accuracy (Tables 1/2), flatness per method, spaced-vs-counterpart
+tests, corruption (Tables 5/12) and BIM (Table 13) accuracy, accuracy vs interval (Table 6).
 
 Every table is built twice: a numeric :class:`pandas.DataFrame` (what the CSV holds and the tests
 check) and a display frame of formatted strings (what the Markdown shows). Across seeds a cell is
 ``mean ± std`` (sample std, ddof = 1); a spaced method is compared with its non-spaced counterpart
 (spaced-online ↔ online, spaced-self ↔ self) by a paired t-test over the seeds both have
 (:func:`scipy.stats.ttest_rel`), and the verdict is written out in words.
+
+Accuracy comes in *selections* (:data:`SELECTIONS`): the final model's clean test accuracy (from
+the robustness suite), the best test accuracy over the training epochs (from the checkpoint's
+per-epoch metrics), and for self KD the ensemble of all exits (final and best), when the
+checkpoint's metrics carry ``ensemble_test_acc``.
 """
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ import pandas as pd
 from scipy import stats
 
 from ..registry import Registry
-from .results import COUNTERPART, FAMILIES, GroupKey, Result, fmt_interval, group, method_label
+from .results import (COUNTERPART, FAMILIES, GroupKey, Result, TrainingHistory, fmt_interval,
+                      group, method_label)
 
 ALPHA = 0.05
 
@@ -32,6 +39,7 @@ class Metric:
     scale: float
     digits: int
     extract: Callable[[Result], float | None]
+    higher_is_better: bool = True
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -59,8 +67,9 @@ def _top_eig(r: Result) -> float | None:
 
 
 _register(Metric("accuracy", "test accuracy", "%", 100.0, 2, _clean_accuracy))
-_register(Metric("hessian_trace", "Hessian trace", "", 1.0, 2, _trace))
-_register(Metric("top_eigenvalue", "top Hessian eigenvalue", "", 1.0, 2, _top_eig))
+_register(Metric("hessian_trace", "Hessian trace", "", 1.0, 2, _trace, higher_is_better=False))
+_register(Metric("top_eigenvalue", "top Hessian eigenvalue", "", 1.0, 2, _top_eig,
+                 higher_is_better=False))
 
 
 @dataclass(frozen=True)
@@ -156,19 +165,130 @@ def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
             "statement": test.statement(a, b, metric.unit, metric.scale, metric.digits)}
 
 
-def accuracy_table(results: Iterable[Result], steps: Mapping[GroupKey, float] | None = None
-                   ) -> pd.DataFrame:
-    """Tables 1/2 layout: one row per (KD family, dataset, network, spaced interval).
+Histories = Mapping  # result path → TrainingHistory | None
 
-    Columns (accuracies are fractions): ``family, dataset, network, interval``, then
+
+@dataclass(frozen=True)
+class Selection:
+    """Which accuracy a Table 1/2 row reports. ``extract(result, history)`` gives a fraction or
+    None; ``families`` limits the selection to some KD families (None: all)."""
+
+    name: str
+    label: str
+    extract: Callable[[Result, TrainingHistory | None], float | None]
+    families: tuple[str, ...] | None = None
+
+
+def _final(r: Result, h: TrainingHistory | None) -> float | None:
+    return _clean_accuracy(r)
+
+
+def _best(r: Result, h: TrainingHistory | None) -> float | None:
+    return h.best("student_test_acc") if h else None
+
+
+def _ensemble_final(r: Result, h: TrainingHistory | None) -> float | None:
+    return h.final("ensemble_test_acc") if h else None
+
+
+def _ensemble_best(r: Result, h: TrainingHistory | None) -> float | None:
+    return h.best("ensemble_test_acc") if h else None
+
+
+#: accuracy selections, in table order.
+SELECTIONS: dict[str, Selection] = {s.name: s for s in (
+    Selection("final", "final", _final),
+    Selection("best", "best over epochs", _best),
+    Selection("ensemble_final", "exit ensemble, final", _ensemble_final, ("self",)),
+    Selection("ensemble_best", "exit ensemble, best over epochs", _ensemble_best, ("self",)),
+)}
+
+#: what the paper's Tables 1/2 report, for the report text.
+PAPER_SELECTION_NOTE = (
+    "*final* is the clean test accuracy of the evaluated (last-epoch) checkpoint; *best over "
+    "epochs* is the highest per-epoch test accuracy recorded during training (the checkpoint's "
+    "`student_test_acc` column), i.e. an epoch chosen on the test set, which is optimistic. "
+    "The paper does not say which of the two its Tables 1 and 2 report (it says results are "
+    "averaged over three repeats); the official training scripts print the best test accuracy "
+    "over epochs, so the paper's numbers are most likely *best over epochs*. For self KD the "
+    "student is the deepest exit; *exit ensemble* averages the softmax of all exits.")
+
+
+def _hist(histories: Histories | None, r: Result) -> TrainingHistory | None:
+    return (histories or {}).get(r.path)
+
+
+def _seeded(results: Sequence[Result], fn: Callable[[Result], float | None]) -> dict[int, float]:
+    out = {}
+    for r in results:
+        v = fn(r)
+        if r.seed is not None and v is not None:
+            out[r.seed] = float(v)
+    return out
+
+
+def _mean_steps(results: Sequence[Result], histories: Histories | None) -> float:
+    steps = [h.step for h in (_hist(histories, r) for r in results) if h is not None]
+    return float(np.mean(steps)) if steps else math.nan
+
+
+def gain_verdict(spaced: str, plain: str, what: str, a: Stat | None, b: Stat | None,
+                 test: PairedTest | None, scale: float = 100.0, unit: str = "%",
+                 digits: int = 2, higher_is_better: bool = True) -> str:
+    """One plain sentence: does ``spaced``'s gain over ``plain`` in ``what`` survive?
+
+    Gives both means ± std with their seed counts, Δ and the paired t-test's verdict; says
+    "NOT significant" plainly when p ≥ α, and that no test is possible with fewer than 2 pairs.
+    A gain is a higher value, or a lower one with ``higher_is_better=False`` (Hessian trace:
+    lower = flatter).
+    """
+    head = f"{spaced} vs {plain}, {what}"
+    if a is None or b is None:
+        side = spaced if a is None else plain
+        return f"{head}: no values for {side}, nothing to compare"
+    u = _unit(unit)
+
+    def ms(st: Stat) -> str:
+        sd = "" if st.std is None else f" ± {st.std * scale:.{digits}f}"
+        return f"{st.mean * scale:.{digits}f}{sd}{u}"
+    delta = (a.mean - b.mean) * scale
+    body = (f"{head}: {ms(a)} vs {ms(b)} ({a.n} vs {b.n} seeds); "
+            f"Δ = {delta:+.{digits}f}{_unit(unit, pp=True)}")
+    if test is None or test.n < 2:
+        n = 0 if test is None else test.n
+        return (f"{body}; {n} paired seed(s): too few for a significance test, so the data "
+                "cannot say whether the difference is real")
+    if test.significant is None:
+        return (f"{body}; the paired differences are identical over {test.n} seeds, so the "
+                "t-test is undefined")
+    pv = f"paired t-test over {test.n} seeds, p = {test.p:.3g}"
+    gain = delta > 0 if higher_is_better else delta < 0
+    noun = "gain" if higher_is_better else "flatness gain"
+    if not test.significant:
+        tail = f"the {noun} does not survive" if gain else f"spaced KD shows no {noun} here"
+        return f"{body}, NOT significant ({pv} ≥ {test.alpha:g}): {tail}"
+    if gain:
+        return f"{body}, significant ({pv} < {test.alpha:g}): the {noun} survives"
+    worse = "worse" if higher_is_better else "sharper"
+    return f"{body}, significant ({pv} < {test.alpha:g}): spaced KD is {worse} here"
+
+
+def accuracy_table(results: Iterable[Result], histories: Histories | None = None
+                   ) -> pd.DataFrame:
+    """Tables 1/2 layout: one row per (KD family, dataset, network, spaced interval, selection).
+
+    ``histories`` maps a result's path to its :class:`TrainingHistory` (None when its
+    checkpoint is unreadable); without it only the *final* selection can be computed.
+    Columns (accuracies are fractions): ``family, dataset, network, interval, selection``, then
     ``wo_kd_*`` (baseline), ``wo_ours_*`` (online or self), ``w_ours_*`` (spaced) with
     ``_mean/_std/_n``, ``delta`` = w_ours_mean − wo_ours_mean, the paired test columns
-    ``n_pairs, t, p_value, significant, statement``, and ``w_ours_steps``/``wo_ours_steps``
-    (mean optimizer steps, when ``steps`` gives them; NaN otherwise). Student models only.
+    ``n_pairs, t, p_value, significant, statement``, ``verdict`` (a full sentence with means ±
+    std), and ``wo_ours_steps``/``w_ours_steps`` (mean student optimizer steps from the
+    checkpoints; NaN without them). Student models only. The *final* row is always present;
+    the other selections only where some value exists.
     """
     metric = METRICS.get("accuracy")
     groups = {k: v for k, v in group(results).items() if k.model == "student"}
-    steps = steps or {}
     rows = []
     for family, (base_m, plain_m, spaced_m) in FAMILIES.items():
         cells = sorted({(k.dataset, k.network) for k in groups if k.method in (plain_m, spaced_m)})
@@ -180,30 +300,43 @@ def accuracy_table(results: Iterable[Result], steps: Mapping[GroupKey, float] | 
             base, plain = pick(base_m), pick(plain_m)
             for s in intervals:
                 spaced = pick(spaced_m, s) if s is not None else []
-                a_st = describe(metric.extract(r) for r in spaced)
-                b_st = describe(metric.extract(r) for r in plain)
-                test = (paired_test(by_seed(spaced, metric), by_seed(plain, metric))
-                        if a_st and b_st else None)
-                row = {"family": family, "dataset": dataset, "network": network, "interval": s}
-                row |= _stat_cols("wo_kd", describe(metric.extract(r) for r in base))
-                row |= _stat_cols("wo_ours", b_st)
-                row |= _stat_cols("w_ours", a_st)
-                row["delta"] = a_st.mean - b_st.mean if a_st and b_st else math.nan
-                missing = "".join(f"no {m} results; " for m, rs in ((spaced_m, spaced),
-                                                                      (plain_m, plain)) if not rs)
-                row |= _test_cols(test, method_label(spaced_m, s), plain_m, metric,
-                                  missing.rstrip("; ") + (" to compare" if missing else ""))
-                row["wo_ours_steps"] = steps.get(GroupKey(dataset, network, plain_m, None,
-                                                          "student"), math.nan)
-                row["w_ours_steps"] = steps.get(GroupKey(dataset, network, spaced_m, s,
-                                                         "student"), math.nan)
-                rows.append(row)
+                for sel in SELECTIONS.values():
+                    if sel.families is not None and family not in sel.families:
+                        continue
+
+                    def fn(r, sel=sel):
+                        return sel.extract(r, _hist(histories, r))
+                    a_st = describe(fn(r) for r in spaced)
+                    b_st = describe(fn(r) for r in plain)
+                    k_st = describe(fn(r) for r in base)
+                    if sel.name != "final" and not (a_st or b_st):
+                        continue
+                    test = paired_test(_seeded(spaced, fn), _seeded(plain, fn)) \
+                        if a_st and b_st else None
+                    row = {"family": family, "dataset": dataset, "network": network,
+                           "interval": s, "selection": sel.name}
+                    row |= _stat_cols("wo_kd", k_st)
+                    row |= _stat_cols("wo_ours", b_st)
+                    row |= _stat_cols("w_ours", a_st)
+                    row["delta"] = a_st.mean - b_st.mean if a_st and b_st else math.nan
+                    missing = "".join(f"no {m} results; " for m, rs in ((spaced_m, spaced),
+                                                                          (plain_m, plain))
+                                      if not rs)
+                    label = method_label(spaced_m, s)
+                    row |= _test_cols(test, label, plain_m, metric,
+                                      missing.rstrip("; ") + (" to compare" if missing else ""))
+                    row["verdict"] = (gain_verdict(label, plain_m, f"accuracy ({sel.label})",
+                                                   a_st, b_st, test)
+                                      if not missing else row["statement"])
+                    row["wo_ours_steps"] = _mean_steps(plain, histories)
+                    row["w_ours_steps"] = _mean_steps(spaced, histories)
+                    rows.append(row)
     return pd.DataFrame(rows, columns=_ACC_COLUMNS)
 
 
-_ACC_COLUMNS = (["family", "dataset", "network", "interval"]
+_ACC_COLUMNS = (["family", "dataset", "network", "interval", "selection"]
                 + [f"{p}_{s}" for p in ("wo_kd", "wo_ours", "w_ours") for s in ("mean", "std", "n")]
-                + ["delta", "n_pairs", "t", "p_value", "significant", "statement",
+                + ["delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict",
                    "wo_ours_steps", "w_ours_steps"])
 
 
@@ -241,7 +374,8 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
 
     Columns: ``dataset, network, model, metric, spaced, counterpart``, ``spaced_*`` and
     ``base_*`` (``_mean/_std/_n``, in the metric's raw units), ``delta`` (difference of means),
-    ``n_pairs, t, p_value, significant, statement``. Rows without values on both sides are left out.
+    ``n_pairs, t, p_value, significant, statement, verdict`` (:func:`gain_verdict`; for the
+    flatness metrics a gain is a decrease). Rows without values on both sides are left out.
     """
     groups = group(results)
     rows = []
@@ -264,11 +398,280 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
             row["delta"] = a_st.mean - b_st.mean
             test = paired_test(by_seed(spaced, m), by_seed(base, m))
             row |= _test_cols(test, k.label, base_key.label, m)
+            what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
+            row["verdict"] = gain_verdict(k.label, base_key.label, what, a_st, b_st, test,
+                                          m.scale, m.unit, m.digits, m.higher_is_better)
             rows.append(row)
     return pd.DataFrame(rows, columns=[
         "dataset", "network", "model", "metric", "spaced", "counterpart",
         *[f"{p}_{s}" for p in ("spaced", "base") for s in ("mean", "std", "n")],
-        "delta", "n_pairs", "t", "p_value", "significant", "statement"])
+        "delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict"])
+
+
+# ---------------------------------------------------------------- robustness (Tables 5/12, 13)
+
+def corruption_cells(r: Result) -> dict[tuple, float]:
+    """``{(corruption, severity): accuracy}`` of one result (fractions)."""
+    return {(c["corruption"], int(c["severity"])): float(c["accuracy"])
+            for c in (r.robustness or {}).get("corruptions", [])}
+
+
+def bim_cells(r: Result) -> dict[tuple, float]:
+    """``{(ε,): accuracy}`` of the BIM rows of one result (absolute ε, fractions)."""
+    return {(float(a["epsilon"]),): float(a["accuracy"])
+            for a in (r.robustness or {}).get("adversarial", []) if a.get("attack", "BIM") == "BIM"}
+
+
+def paired_cells_table(results: Iterable[Result], cells: Callable[[Result], Mapping[tuple, float]],
+                       cell_names: Sequence[str]) -> pd.DataFrame:
+    """Spaced vs non-spaced, cell by cell (e.g. per corruption and severity), over seeds.
+
+    One row per (family, dataset, network, interval, cell): ``family, dataset, network,
+    interval, group`` (``"<dataset>/<network> s=<interval>"``), the ``cell_names`` columns,
+    ``wo_ours_*`` (online or self) and ``w_ours_*`` (spaced) with ``_mean/_std/_n``, ``delta``,
+    and the paired t-test columns ``n_pairs, t, p_value, significant``. Student models with
+    values on both sides only; cells in the order the results list them.
+    """
+    groups = {k: v for k, v in group(results).items() if k.model == "student"}
+    rows = []
+    for family, (_, plain_m, spaced_m) in FAMILIES.items():
+        for k, spaced in groups.items():
+            plain = groups.get(GroupKey(k.dataset, k.network, plain_m, None, "student"))
+            if k.method != spaced_m or not plain:
+                continue
+            a_vals = [(r, cells(r)) for r in spaced]
+            b_vals = [(r, cells(r)) for r in plain]
+            order = list(dict.fromkeys(c for _, v in b_vals + a_vals for c in v))
+            for cell in order:
+                def fn_of(vals):
+                    return {r.path: v[cell] for r, v in vals if cell in v}
+                fa, fb = fn_of(a_vals), fn_of(b_vals)
+                a_st = describe(fa.values())
+                b_st = describe(fb.values())
+                if a_st is None or b_st is None:
+                    continue
+                test = paired_test(_seeded(spaced, lambda r: fa.get(r.path)),
+                                   _seeded(plain, lambda r: fb.get(r.path)))
+                row = {"family": family, "dataset": k.dataset, "network": k.network,
+                       "interval": k.interval,
+                       "group": f"{k.dataset}/{k.network} s={fmt_interval(k.interval)}"}
+                row |= dict(zip(cell_names, cell))
+                row |= _stat_cols("wo_ours", b_st) | _stat_cols("w_ours", a_st)
+                row["delta"] = a_st.mean - b_st.mean
+                row |= {"n_pairs": test.n, "t": test.t, "p_value": test.p,
+                        "significant": test.significant}
+                rows.append(row)
+    return pd.DataFrame(rows, columns=[
+        "family", "dataset", "network", "interval", "group", *cell_names,
+        *[f"{p}_{s}" for p in ("wo_ours", "w_ours") for s in ("mean", "std", "n")],
+        "delta", "n_pairs", "t", "p_value", "significant"])
+
+
+def corruption_table(results: Iterable[Result]) -> pd.DataFrame:
+    """Tables 5/12 over seeds: :func:`paired_cells_table` per (corruption, severity)."""
+    return paired_cells_table(results, corruption_cells, ("corruption", "severity"))
+
+
+def bim_table(results: Iterable[Result]) -> pd.DataFrame:
+    """Table 13 over seeds: :func:`paired_cells_table` per BIM ε (``epsilon`` absolute and
+    ``epsilon_255`` in units of 1/255)."""
+    df = paired_cells_table(results, bim_cells, ("epsilon",))
+    df.insert(df.columns.get_loc("epsilon") + 1, "epsilon_255",
+              [round(e * 255, 6) for e in df["epsilon"]])
+    return df
+
+
+def _group_prefix(groups: Sequence[str]) -> Callable[[str, str], str]:
+    """Column naming: the group is named only when a table holds several."""
+    return (lambda g, c: c) if len(groups) == 1 else (lambda g, c: f"{g} {c}")
+
+
+def corruption_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 5/12 layout: rows (corruption, severity); per group w/o Ours, w/ Ours (% mean
+    ± std over seeds), Δ (pp) and the paired t-test's p."""
+    groups = list(dict.fromkeys(df["group"]))
+    name = _group_prefix(groups)
+    keys = list(dict.fromkeys(zip(df["corruption"], df["severity"])))
+    out = pd.DataFrame({"corruption": [c for c, _ in keys], "severity": [s for _, s in keys]})
+    for g in groups:
+        d = df[df["group"] == g].set_index(["corruption", "severity"])
+        get = lambda col, k: d[col].get(k, math.nan)   # noqa: E731
+        out[name(g, "w/o Ours")] = [fmt_stat(get("wo_ours_mean", k), get("wo_ours_std", k), 100)
+                                    for k in keys]
+        out[name(g, "w/ Ours")] = [fmt_stat(get("w_ours_mean", k), get("w_ours_std", k), 100)
+                                   for k in keys]
+        out[name(g, "Δ")] = [_fmt_num(get("delta", k) * 100, "+.2f") for k in keys]
+        out[name(g, "p (paired t)")] = [_fmt_num(get("p_value", k), ".3g") for k in keys]
+    return out
+
+
+def bim_display(df: pd.DataFrame, plain: str = "w/o Ours", spaced: str = "w/ Ours"
+                ) -> pd.DataFrame:
+    """Paper Table 13 layout: rows w/o Ours, w/ Ours (% mean ± std over seeds), Δ (pp) and p;
+    one column per ε (× 1/255) and group."""
+    groups = list(dict.fromkeys(df["group"]))
+    name = _group_prefix(groups)
+    cols: dict[str, list[str]] = {"": [plain, spaced, "Δ (pp)", "p (paired t)"]}
+    for g in groups:
+        for _, r in df[df["group"] == g].iterrows():
+            cols[name(g, f"{r['epsilon_255']:g}/255")] = [
+                fmt_stat(r["wo_ours_mean"], r["wo_ours_std"], 100),
+                fmt_stat(r["w_ours_mean"], r["w_ours_std"], 100),
+                _fmt_num(r["delta"] * 100, "+.2f"), _fmt_num(r["p_value"], ".3g")]
+    return pd.DataFrame(cols)
+
+
+def cells_summary(df: pd.DataFrame, what: str, spaced: str, plain: str,
+                  alpha: float = ALPHA) -> list[str]:
+    """One sentence per group of a :func:`paired_cells_table`: in how many cells the spaced
+    mean is higher, and in how many the paired t-test finds a significant difference (each cell
+    tested on its own, no correction for the number of cells)."""
+    out = []
+    for g, d in df.groupby("group", sort=False):
+        n = len(d)
+        higher = int((d["delta"] > 0).sum())
+        sig = d[d["significant"] == True]  # noqa: E712  (None/NaN are not tests)
+        up, down = int((sig["delta"] > 0).sum()), int((sig["delta"] < 0).sum())
+        tested = int(d["significant"].notna().sum())
+        mean_delta = 100 * float(d["delta"].mean())
+        text = (f"{spaced} vs {plain} ({g}), {what}: spaced mean higher in {higher} of {n} "
+                f"cells (mean Δ {mean_delta:+.2f} pp); ")
+        if tested == 0:
+            text += "too few paired seeds for any significance test"
+        else:
+            text += (f"paired t-test (α = {alpha:g}, each cell on its own, no "
+                     f"multiple-comparison correction): significantly higher in {up}, "
+                     f"significantly lower in {down}, NOT significant in {tested - up - down}")
+            if tested < n:
+                text += (f"; {n - tested} cell(s) not testable (identical paired differences, "
+                         "e.g. every seed at the same accuracy, or fewer than 2 paired seeds)")
+        out.append(text)
+    return out
+
+
+# ---------------------------------------------------------------- accuracy vs interval (Table 6)
+
+def interval_table(results: Iterable[Result], histories: Histories | None = None,
+                   selections: Sequence[str] = ("final", "best")) -> pd.DataFrame:
+    """Accuracy vs spaced interval s (paper Fig. 2 / Table 6), for every (dataset, network,
+    spaced method) whose results span at least two intervals.
+
+    One row per (dataset, network, family, selection, method, interval): ``method`` is the
+    spaced method (``interval`` = s), its non-spaced counterpart (``interval`` = 0) or the
+    baseline (``interval`` NaN, a reference level), with ``mean, std, n`` over seeds (fractions),
+    ``delta`` (vs the counterpart) and the paired test ``n_pairs, p_value, significant`` of each
+    spaced interval against the counterpart. Empty when no method spans two intervals.
+    """
+    groups = {k: v for k, v in group(results).items() if k.model == "student"}
+    rows = []
+    for family, (base_m, plain_m, spaced_m) in FAMILIES.items():
+        cells = sorted({(k.dataset, k.network) for k in groups if k.method == spaced_m})
+        for dataset, network in cells:
+            ivals = sorted(k.interval for k in groups if k.method == spaced_m
+                           and (k.dataset, k.network) == (dataset, network)
+                           and k.interval is not None)
+            if len(ivals) < 2:
+                continue
+            plain = groups.get(GroupKey(dataset, network, plain_m, None, "student"), [])
+            base = groups.get(GroupKey(dataset, network, base_m, None, "student"), [])
+            for name in selections:
+                sel = SELECTIONS[name]
+
+                def fn(r, sel=sel):
+                    return sel.extract(r, _hist(histories, r))
+                b_st = describe(fn(r) for r in plain)
+                entries = [(base_m, math.nan, base), (plain_m, 0.0, plain)]
+                entries += [(spaced_m, s, groups[GroupKey(dataset, network, spaced_m, s,
+                                                          "student")]) for s in ivals]
+                block = []
+                for method, s, rs in entries:
+                    st = describe(fn(r) for r in rs)
+                    if st is None:
+                        continue
+                    row = {"dataset": dataset, "network": network, "family": family,
+                           "selection": name, "method": method, "interval": s}
+                    row |= {"mean": st.mean, "std": st.std if st.std is not None else math.nan,
+                            "n": st.n}
+                    test = (paired_test(_seeded(rs, fn), _seeded(plain, fn))
+                            if method == spaced_m and b_st else None)
+                    row["delta"] = st.mean - b_st.mean if method == spaced_m and b_st else math.nan
+                    row |= {"n_pairs": test.n if test else 0,
+                            "p_value": test.p if test else math.nan,
+                            "significant": test.significant if test else None}
+                    block.append(row)
+                if sum(r["method"] == spaced_m for r in block) >= 2:
+                    rows += block
+    return pd.DataFrame(rows, columns=["dataset", "network", "family", "selection", "method",
+                                       "interval", "mean", "std", "n", "delta", "n_pairs",
+                                       "p_value", "significant"])
+
+
+def interval_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 6 layout: one row per (dataset, network, family, selection); columns w/o KD,
+    w/o (s = 0) and w/<s> per interval, each % mean ± std over seeds; ``*`` marks an interval
+    whose paired t-test against s = 0 is significant."""
+    ivals = sorted({s for s in df["interval"] if s == s and s > 0})
+    out = []
+    for (d, n, fam, sel), sub in df.groupby(["dataset", "network", "family", "selection"],
+                                            sort=False):
+        row = {"Dataset": d, "Network": n, "KD": fam, "accuracy": SELECTIONS[sel].label}
+        cell = {(r["method"], r["interval"]): r for _, r in sub.iterrows()}
+        base = [r for (m, s), r in cell.items() if s != s]
+        row["w/o KD"] = fmt_stat(base[0]["mean"], base[0]["std"], 100) if base else "—"
+        plain = [r for (m, s), r in cell.items() if s == 0.0]
+        row["w/o (s=0)"] = fmt_stat(plain[0]["mean"], plain[0]["std"], 100) if plain else "—"
+        for s in ivals:
+            r = [r for (m, si), r in cell.items() if si == s]
+            row[f"w/{fmt_interval(s)}"] = (fmt_stat(r[0]["mean"], r[0]["std"], 100)
+                                          + (" *" if r[0]["significant"] is True else "")
+                                          if r else "—")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------- chance level
+
+@dataclass(frozen=True)
+class ChanceRule:
+    """A cell is *at chance* when its accuracy (fraction) ≤ ``threshold``.
+
+    ``threshold`` = 1/C + max(2·√(p(1 − p)/n), ``floor``) with p = 1/C, C classes and n test
+    images: a guessing classifier's accuracy lies within two binomial standard deviations of p
+    (≈ 95 %); ``floor`` (1 percentage point) is the margin when n is unknown or large.
+    ``num_classes`` None: no rule (nothing is marked)."""
+
+    num_classes: int | None
+    n_test: int | None
+    floor: float = 0.01
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.num_classes if self.num_classes else math.nan
+
+    @property
+    def margin(self) -> float:
+        if not self.num_classes:
+            return math.nan
+        p = self.chance
+        noise = 2.0 * math.sqrt(p * (1 - p) / self.n_test) if self.n_test else 0.0
+        return max(noise, self.floor)
+
+    @property
+    def threshold(self) -> float:
+        return self.chance + self.margin
+
+    def at_chance(self, accuracy: float) -> bool:
+        return bool(self.num_classes) and accuracy <= self.threshold + 1e-12
+
+    def describe(self) -> str:
+        """The rule in words with its numbers, e.g. for a caption."""
+        if not self.num_classes:
+            return "chance level not marked (number of classes unknown)"
+        how = (f"max(2 binomial std of a guessing classifier on {self.n_test} test images, "
+               f"{100 * self.floor:g} pp)" if self.n_test else
+               f"{100 * self.floor:g} pp, test-set size unknown")
+        return (f"at chance = mean accuracy ≤ {100 * self.threshold:.1f} % "
+                f"(1/{self.num_classes} + {100 * self.margin:.1f} pp; margin = {how})")
 
 
 def fmt_stat(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
@@ -289,6 +692,7 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "KD": df["family"], "Dataset": df["dataset"], "Network": df["network"],
         "s (epochs)": df["interval"].map(fmt_interval),
+        "accuracy": df["selection"].map(lambda n: SELECTIONS[n].label),
         "w/o KD": [fmt_stat(m, s, 100) for m, s in zip(df["wo_kd_mean"], df["wo_kd_std"])],
         "w/o Ours": [fmt_stat(m, s, 100) for m, s in zip(df["wo_ours_mean"], df["wo_ours_std"])],
         "w/ Ours": [fmt_stat(m, s, 100) for m, s in zip(df["w_ours_mean"], df["w_ours_std"])],
