@@ -1,17 +1,21 @@
 """Seaborn figures of the report (each returned as a matplotlib ``Figure``, saved as PNG + PDF).
 
 * :func:`perturbation_figure` — paper Fig. 4: training loss and accuracy vs the std σ of Gaussian
-  noise added to the parameters, one line per method, band = ± std (over repeats and seeds).
+  noise added to the parameters; one row of panels per KD family, each non-spaced method beside
+  its spaced counterpart (baseline for reference), band = ± std (over repeats and seeds).
 * :func:`corruption_bars` / :func:`corruption_heatmap` — accuracy under image corruptions
-  (Tables 5/12 as pictures).
-* :func:`density_figure` — Hessian eigenvalue density (stochastic Lanczos quadrature), log scale.
+  (Tables 5/12 as pictures); the heatmap hatches the cells at chance level.
+* :func:`density_figure` — Hessian eigenvalue density (stochastic Lanczos quadrature), log scale,
+  one line per method (mean over seeds) with thin per-seed lines.
 * :func:`bim_figure` — accuracy vs BIM ε (in 1/255 units), ε = 0 is the clean accuracy.
-* :func:`training_curves_figure` — student/teacher test accuracy per epoch, spaced replay
-  boundaries as vertical lines; takes plain metric rows, so it needs no checkpoint.
+* :func:`training_curves_figure` — student/teacher (and self-KD exit-ensemble) test accuracy per
+  epoch, mean ± std over seeds, spaced replays marked; takes plain metric rows.
+* :func:`interval_figure` — accuracy vs spaced interval s (paper Fig. 2 / Table 6).
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state) so they can be made
-in a loop, in tests and in notebooks alike. :func:`save_figure` refuses a figure with an
-unlabelled or empty axes.
+Colours are fixed per method (:func:`label_colors`) so a method looks the same in every figure;
+non-spaced methods are dashed, the baseline dotted. Figures are built with
+``matplotlib.figure.Figure`` (no pyplot global state) so they can be made in a loop, in tests and
+in notebooks alike. :func:`save_figure` refuses a figure with an unlabelled or empty axes.
 """
 from __future__ import annotations
 
@@ -24,22 +28,57 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
-from .results import GroupKey, Result, group
+from .results import (COUNTERPART, FAMILIES, GroupKey, Result, dataset_facts, fmt_interval, group,
+                      robustness_constants, sort_keys)
+from .tables import SELECTIONS, ChanceRule
 
 STYLE = "whitegrid"
 DENSITY_RANGE = 1e-7   # the density plot shows 7 decades below its highest value
 CONTEXT = "notebook"
 
+#: one colour per method (colour-blind safe, distinct hues); further configurations of a method
+#: (other intervals, teacher models, unknown methods) take :data:`SPARE_COLORS` in turn.
+METHOD_COLORS = {"baseline": "#4d4d4d", "online": "#0173b2", "spaced-online": "#de8f05",
+                 "self": "#029e73", "spaced-self": "#cc78bc"}
+SPARE_COLORS = ("#d55e00", "#56b4e9", "#ca9161", "#8c0f5f", "#949494", "#ece133", "#1b4f2a")
+#: what the corruption severity constants mean, for captions.
+CONSTANTS_TEXT = {"imagenet-c": "imagenet-c (ImageNet-C's parameters, harsher at 32 px)",
+                  "cifar-c": "cifar-c (CIFAR-10-C generator's severity tables)"}
 
-def _palette(labels: Sequence[str]) -> dict[str, tuple]:
-    return dict(zip(labels, sns.color_palette("colorblind", n_colors=max(len(labels), 1))))
+
+def label_colors(keys: Iterable[GroupKey]) -> dict[str, str]:
+    """Colour per configuration label: the first configuration of a known method gets the
+    method's colour, every other configuration the next spare colour."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    spare = iter(SPARE_COLORS * 4)
+    for k in sort_keys(set(keys)):
+        if k.label in out:
+            continue
+        c = METHOD_COLORS.get(k.method)
+        if c is None or c in taken or k.model != "student":
+            c = next(spare)
+        out[k.label] = c
+        taken.add(c)
+    return out
+
+
+def method_dashes(method: str) -> str:
+    """Line style: spaced methods solid, their non-spaced counterparts dashed, baseline dotted."""
+    if method == "baseline":
+        return ":"
+    return "--" if method in COUNTERPART.values() else "-"
+
+
+_DASHES = {"-": "", "--": (4, 2), ":": (1, 2)}   # seaborn's dash specs of the line styles
 
 
 def _new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float = 3.8,
-                sharey: bool = False) -> tuple[Figure, np.ndarray]:
+                sharey: bool | str = False) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
@@ -55,9 +94,43 @@ def _legend_below(fig: Figure, ax, ncol: int | None = None) -> None:
                    ncol=ncol or min(len(labels), 3), frameon=False)
 
 
+def _figure_legend(fig: Figure, axes: Iterable, ncol: int | None = None,
+                   order: Sequence[str] = ()) -> None:
+    """One legend under the figure with every distinct label of ``axes`` (first handle wins),
+    labels named in ``order`` first, in that order."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if not lab.startswith("_"):
+                handles.setdefault(lab, h)
+    rank = {lab: i for i, lab in enumerate(order)}
+    handles = dict(sorted(handles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=ncol or min(len(handles), 4), frameon=False)
+
+
 def _title(results: Sequence[Result]) -> str:
     cells = sorted({(r.dataset, r.network) for r in results})
     return ", ".join(f"{d} / {n}" for d, n in cells)
+
+
+def family_panels(keys: Iterable[GroupKey]) -> list[tuple[str, list[GroupKey]]]:
+    """Panels of "each non-spaced method beside its spaced counterpart": one per KD family
+    present (``"online vs spaced-online"``: the baseline for reference, the non-spaced method
+    and every spaced interval), then ``"other methods"`` for what no family holds."""
+    keys = sort_keys(set(keys))
+    base = [k for k in keys if k.method == "baseline"]
+    panels, used = [], set()
+    for _, (_, plain, spaced) in FAMILIES.items():
+        members = [k for k in keys if k.method in (plain, spaced)]
+        if members:
+            panels.append((f"{plain} vs {spaced}", sort_keys(base + members)))
+            used |= set(base) | set(members)
+    rest = [k for k in keys if k not in used]
+    if rest:
+        panels.append(("other methods" if panels else "methods", rest))
+    return panels
 
 
 def perturbation_frame(results: Iterable[Result]) -> pd.DataFrame:
@@ -98,27 +171,45 @@ def sigma_label(results: Iterable[Result]) -> str:
     return f"noise σ — results mix perturbation modes {', '.join(modes)}!"
 
 
+def _sigma_ticks(ax, sigmas: Sequence[float]) -> None:
+    """x ticks exactly at the σ grid; labels slanted when there are more than four."""
+    ax.set_xticks(list(sigmas))
+    ax.set_xticklabels([f"{v:g}" for v in sigmas])
+    if len(sigmas) > 4:
+        for t in ax.get_xticklabels():
+            t.set(rotation=45, horizontalalignment="right", rotation_mode="anchor")
+
+
 def perturbation_figure(results: Sequence[Result]) -> Figure:
-    """Fig. 4: training loss (left) and accuracy in % (right) vs parameter-noise std σ."""
+    """Fig. 4 as the paper draws it: per KD family one row — training loss (left) and accuracy
+    in % (right) vs parameter-noise std σ — with the non-spaced method (dashed) beside its spaced
+    counterpart (solid) and the baseline (dotted) for reference; x ticks at the σ grid."""
     df = perturbation_frame(results)
+    keys = [k for k in group(results) if k.label in set(df["label"])]
+    panels = family_panels(keys)
+    colors = label_colors(keys)
+    sigmas = sorted(df["sigma"].unique())
     xlabel = sigma_label(r for r in results if (r.flatness or {}).get("perturbation"))
-    labels = list(dict.fromkeys(df["label"]))
-    colors = _palette(labels)
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(2)
-        for ax, q, ylabel, scale in ((axes[0, 0], "loss", "training loss (cross-entropy)", 1.0),
-                                     (axes[0, 1], "acc", "training accuracy (%)", 100.0)):
-            for label in labels:
-                d = df[df["label"] == label]
-                m, s = d[f"{q}_mean"].to_numpy() * scale, d[f"{q}_std"].to_numpy() * scale
-                ax.plot(d["sigma"], m, marker="o", ms=4, color=colors[label], label=label)
-                ax.fill_between(d["sigma"], m - s, m + s, color=colors[label], alpha=0.2, lw=0)
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-        fig.suptitle(f"Gaussian parameter perturbation (band ± std) — {_title(results)}")
-        _legend_below(fig, axes[0, 0])
+        fig, axes = _new_figure(2, len(panels), width=5.4, height=3.6, sharey="col")
+        for row, (title, members) in zip(axes, panels):
+            for ax, q, ylabel, scale in ((row[0], "loss", "training loss (cross-entropy)", 1.0),
+                                         (row[1], "acc", "training accuracy (%)", 100.0)):
+                for k in members:
+                    d = df[df["label"] == k.label]
+                    m = d[f"{q}_mean"].to_numpy() * scale
+                    s = d[f"{q}_std"].to_numpy() * scale
+                    ax.plot(d["sigma"], m, marker="o", ms=4, color=colors[k.label],
+                            ls=method_dashes(k.method), label=k.label)
+                    ax.fill_between(d["sigma"], m - s, m + s, color=colors[k.label], alpha=0.15,
+                                    lw=0)
+                _sigma_ticks(ax, sigmas)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+                ax.set_title(title)
+            row[0].legend(loc="upper left", fontsize="small", frameon=True)
+        fig.suptitle("Gaussian parameter noise (paper Fig. 4), mean ± std over noise draws "
+                     f"and seeds — {_title(results)}")
     return fig
 
 
@@ -131,6 +222,26 @@ def corruption_frame(results: Iterable[Result]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["label", "seed", "corruption", "severity", "accuracy"])
 
 
+def constants_caption(results: Iterable[Result]) -> str:
+    """Which corruption severity constants the results used (from their provenance)."""
+    found = robustness_constants(results)
+    if not found:
+        return "severity constants: none recorded"
+    if len(found) == 1:
+        return f"severity constants: {CONSTANTS_TEXT.get(found[0], found[0])}"
+    return f"severity constants MIXED across results ({', '.join(found)}): not comparable"
+
+
+def chance_rule(results: Sequence[Result], num_classes: int | None = None) -> ChanceRule:
+    """The chance-level rule of the results' dataset (one dataset expected): classes and test
+    size from the dataset registry; ``num_classes`` (e.g. from a checkpoint) when it lacks them."""
+    datasets = {r.dataset for r in results}
+    if len(datasets) != 1:
+        return ChanceRule(None, None)
+    n_cls, n_test = dataset_facts(datasets.pop())
+    return ChanceRule(n_cls or num_classes, n_test)
+
+
 def corruption_bars(results: Sequence[Result]) -> Figure:
     """Grouped bars: accuracy (%) per corruption, one bar per method, one panel per severity.
 
@@ -138,12 +249,13 @@ def corruption_bars(results: Sequence[Result]) -> Figure:
     """
     df = corruption_frame(results)
     sevs = sorted(df["severity"].unique())
-    labels = list(dict.fromkeys(df["label"]))
+    keys = [k for k in group(results) if k.label in set(df["label"])]
+    labels = [k.label for k in keys]
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
         fig, axes = _new_figure(len(sevs), width=4.6, height=4.8, sharey=True)
         for ax, sev in zip(axes[0], sevs):
             sns.barplot(data=df[df["severity"] == sev], x="corruption", y="accuracy", hue="label",
-                        hue_order=labels, palette=_palette(labels), errorbar="sd", ax=ax,
+                        hue_order=labels, palette=label_colors(keys), errorbar="sd", ax=ax,
                         err_kws={"linewidth": 1})
             ax.set_title(f"severity {sev}")
             ax.set_xlabel("corruption")
@@ -154,13 +266,16 @@ def corruption_bars(results: Sequence[Result]) -> Figure:
         for ax in axes[0][1:]:
             ax.get_legend().remove()
         fig.suptitle(f"Accuracy under image corruptions (mean ± std over seeds) — "
-                     f"{_title(results)}")
+                     f"{_title(results)}\n{constants_caption(results)}")
         _legend_below(fig, axes[0, 0], ncol=min(len(labels), 5))
     return fig
 
 
-def corruption_heatmap(results: Sequence[Result]) -> Figure:
-    """Heatmap of accuracy (%): rows = method, columns = corruption and severity (mean over seeds)."""
+def corruption_heatmap(results: Sequence[Result], rule: ChanceRule | None = None) -> Figure:
+    """Heatmap of accuracy (%): rows = method, columns = corruption and severity (mean over
+    seeds). Cells at chance level under ``rule`` (default :func:`chance_rule`) are hatched; the
+    title names the rule and the severity constants."""
+    rule = rule or chance_rule(results)
     df = corruption_frame(results)
     df["column"] = df["corruption"] + " s" + df["severity"].astype(str)
     labels = list(dict.fromkeys(df["label"]))
@@ -171,46 +286,81 @@ def corruption_heatmap(results: Sequence[Result]) -> Figure:
     table = table.reindex(index=labels, columns=cols)
     with sns.axes_style("white"), sns.plotting_context(CONTEXT):
         label_width = 0.11 * max(len(lab) for lab in labels)      # inches for the row labels
-        fig, axes = _new_figure(width=max(6.0, 0.62 * len(cols) + 2.2 + label_width),
-                                height=2.6 + 0.6 * len(labels))
+        fig, axes = _new_figure(width=max(7.5, 0.62 * len(cols) + 2.2 + label_width),
+                                height=3.0 + 0.6 * len(labels))
         ax = axes[0, 0]
         sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax,
                     annot_kws={"fontsize": 8}, cbar_kws={"label": "test accuracy (%)"})
+        marked = 0
+        for i, lab in enumerate(table.index):
+            for j, col in enumerate(table.columns):
+                v = table.iat[i, j]
+                if v == v and rule.at_chance(v / 100.0):
+                    ax.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False,
+                                           hatch="//", edgecolor="#ff5a5a", lw=1.2,
+                                           gid=f"chance:{lab}|{col}"))
+                    marked += 1
         ax.set_xlabel("corruption and severity")
         ax.set_ylabel("method")
         ax.tick_params(axis="y", labelrotation=0)
         ax.tick_params(axis="x", labelrotation=50)
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
-        fig.suptitle(f"Accuracy under image corruptions — {_title(results)}")
+        mark = (f"hatched red ({marked} cells): {rule.describe()}" if rule.num_classes
+                else rule.describe())
+        fig.suptitle(f"Accuracy under image corruptions (%), mean over seeds — {_title(results)}"
+                     f"\n{constants_caption(results)}\n{mark}", fontsize="medium")
     return fig
 
 
+def density_frame(results: Sequence[Result]) -> tuple[np.ndarray, dict[GroupKey, np.ndarray],
+                                                      dict[GroupKey, list[np.ndarray]]]:
+    """Hessian densities on one common eigenvalue grid (the union of every result's grid;
+    each density is linearly interpolated, 0 outside its own grid): ``(grid, {key: mean over
+    seeds}, {key: [per-seed densities]})``."""
+    keyed = [(k, r.flatness["hessian"]["density"]) for k, rs in group(results).items()
+             for r in rs if ((r.flatness or {}).get("hessian") or {}).get("density")]
+    if not keyed:
+        return np.zeros(0), {}, {}
+    grid = np.unique(np.concatenate([np.asarray(d["grid"], dtype=float) for _, d in keyed]))
+    seeds: dict[GroupKey, list[np.ndarray]] = {}
+    for k, d in keyed:
+        seeds.setdefault(k, []).append(np.interp(grid, np.asarray(d["grid"], dtype=float),
+                                                 np.asarray(d["values"], dtype=float),
+                                                 left=0.0, right=0.0))
+    return grid, {k: np.mean(v, axis=0) for k, v in seeds.items()}, seeds
+
+
 def density_figure(results: Sequence[Result]) -> Figure:
-    """Hessian eigenvalue density (log scale, clipped ``DENSITY_RANGE`` below the highest value);
-    one line per result, coloured by method."""
-    keyed = [(k, r) for k, rs in group(results).items() for r in rs
-             if ((r.flatness or {}).get("hessian") or {}).get("density")]
-    labels = list(dict.fromkeys(k.label for k, _ in keyed))
-    colors = _palette(labels)
+    """Hessian eigenvalue density (log scale, clipped ``DENSITY_RANGE`` below the highest value):
+    one thick line per method (mean over seeds on a common grid), thin lines per seed."""
+    grid, mean, seeds = density_frame(results)
+    colors = label_colors(mean)
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(width=7.0, height=4.2)
+        fig, axes = _new_figure(width=7.4, height=4.4)
         ax = axes[0, 0]
-        shown = set()
-        top = max((max(r.flatness["hessian"]["density"]["values"]) for _, r in keyed), default=1.0)
+        top = max((float(v.max()) for v in mean.values()), default=1.0)
         floor = top * DENSITY_RANGE
-        for k, r in keyed:
-            d = r.flatness["hessian"]["density"]
-            vals = np.clip(np.asarray(d["values"], dtype=float), floor, None)
-            ax.plot(d["grid"], vals, color=colors[k.label], alpha=0.8, lw=1.2,
-                    label=None if k.label in shown else k.label)
-            shown.add(k.label)
+
+        def shown(v):   # below the floor: not drawn (no pile of lines along the bottom)
+            return np.where(v >= floor, v, np.nan)
+        for k, m in mean.items():
+            for v in seeds[k]:
+                ax.plot(grid, shown(v), color=colors[k.label], alpha=0.3, lw=0.6,
+                        ls=method_dashes(k.method), label="_seed")
+        counts = {len(v) for v in seeds.values()}
+        for k, m in mean.items():
+            n = "" if len(counts) == 1 else f" ({len(seeds[k])} seeds)"
+            ax.plot(grid, shown(m), color=colors[k.label], lw=2.0,
+                    ls=method_dashes(k.method), label=f"{k.label}{n}")
         ax.set_yscale("log")
         ax.set_ylim(floor / 2, top * 3)
         ax.set_xlabel("Hessian eigenvalue")
         ax.set_ylabel("spectral density (log scale)")
-        ax.set_title(f"Hessian eigenvalue density, one line per seed — {_title(results)}")
-        _legend_below(fig, ax)
+        seeds_text = f"{counts.pop()} seeds" if len(counts) == 1 else "seeds"
+        ax.set_title(f"Hessian eigenvalue density — {_title(results)}\nthick: mean over "
+                     f"{seeds_text}; thin: each seed", fontsize="medium")
+        _legend_below(fig, ax, ncol=min(len(mean), 3))
     return fig
 
 
@@ -234,66 +384,140 @@ def bim_frame(results: Iterable[Result]) -> pd.DataFrame:
 def bim_figure(results: Sequence[Result]) -> Figure:
     """Accuracy (%) vs BIM ε (× 1/255); line = mean over seeds, band = ± std over seeds."""
     df = bim_frame(results)
-    labels = list(dict.fromkeys(df["label"]))
+    keys = [k for k in group(results) if k.label in set(df["label"])]
+    labels = [k.label for k in keys]
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
         fig, axes = _new_figure(width=6.4, height=4.4)
         ax = axes[0, 0]
         sns.lineplot(data=df, x="epsilon_255", y="accuracy", hue="label", hue_order=labels,
-                     palette=_palette(labels), errorbar="sd", marker="o", ax=ax)
+                     palette=label_colors(keys), errorbar="sd", marker="o", ax=ax,
+                     style="label", style_order=labels,
+                     dashes={k.label: _DASHES[method_dashes(k.method)] for k in keys})
+        ax.set_xticks(sorted(df["epsilon_255"].unique()))
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
         ax.set_xlabel("BIM ε (× 1/255, L∞); 0 = clean")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"Adversarial robustness (BIM) — {_title(results)}")
+        ax.set_title(f"Adversarial robustness (BIM) — {_title(results)}\nmean ± std over seeds",
+                     fontsize="medium")
         _legend_below(fig, ax)
     return fig
 
 
 @dataclass(frozen=True)
 class Curve:
-    """Training history of one run: ``rows`` as ``ck.metrics`` (epoch, student_test_acc,
-    teacher_test_acc or None, ...) and the spaced replay boundaries in epochs."""
+    """Training history of one configuration: ``runs`` holds one list of per-epoch metric rows
+    (keys as ``ck.metrics``: epoch, student_test_acc, teacher_test_acc or None,
+    ensemble_test_acc, ...) per seed; ``boundaries`` are the spaced replay points in epochs."""
 
     label: str
-    rows: Sequence[Mapping]
+    runs: Sequence[Sequence[Mapping]]
     boundaries: Sequence[float] = field(default_factory=tuple)
 
 
+#: series of a training-curve panel: metric column, legend label, line style, marker.
+CURVE_SERIES = (("student_test_acc", "student", "-", "o"),
+                ("teacher_test_acc", "teacher", "--", "s"),
+                ("ensemble_test_acc", "exit ensemble (self KD)", "-.", "^"))
+
+
+def curve_frame(curve: Curve) -> pd.DataFrame:
+    """``epoch, series, mean, std, n`` (accuracy in %) of a curve's series over its seeds; std
+    is the sample std (ddof = 1; 0 for one seed). Series absent from every row are left out."""
+    rows = []
+    for col, name, _, _ in CURVE_SERIES:
+        per_epoch: dict[float, list[float]] = {}
+        for run in curve.runs:
+            for r in run:
+                v = r.get(col)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    per_epoch.setdefault(r["epoch"], []).append(100.0 * v)
+        for e in sorted(per_epoch):
+            v = np.asarray(per_epoch[e])
+            rows.append({"epoch": e, "series": name, "mean": float(v.mean()),
+                         "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)})
+    return pd.DataFrame(rows, columns=["epoch", "series", "mean", "std", "n"])
+
+
 def training_curves_figure(curves: Sequence[Curve], max_cols: int = 3) -> Figure:
-    """Test accuracy (%) per epoch, one panel per run: student solid, teacher dashed (when it
-    exists), grey dotted vertical lines at the spaced interval boundaries."""
+    """Test accuracy (%) per epoch, one panel per configuration: mean over seeds (line) ± std
+    (band) of the student (solid), the teacher (dashed, when it exists) and the self-KD exit
+    ensemble (dash-dot, when recorded); red dotted vertical lines at the spaced replay points."""
     if not curves:
         raise ValueError("training_curves_figure needs at least one curve")
     ncols = min(max_cols, len(curves))
     nrows = math.ceil(len(curves) / ncols)
-    colors = sns.color_palette("colorblind", 2)
+    colors = dict(zip([s[1] for s in CURVE_SERIES], sns.color_palette("colorblind", 3)))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(ncols, nrows, width=4.6, height=3.4, sharey=True)
+        fig, axes = _new_figure(ncols, nrows, width=4.6, height=3.5, sharey=True)
         for i, ax in enumerate(axes.flat):
             if i >= len(curves):
                 ax.set_visible(False)
                 continue
             c = curves[i]
-            ep = [r["epoch"] for r in c.rows]
+            df = curve_frame(c)
             for j, b in enumerate(c.boundaries):
                 ax.axvline(b, color="#b0413e", alpha=0.8, ls=":", lw=1.5,
-                           label="spaced replay boundary" if j == 0 else None)
-            ax.plot(ep, [100.0 * r["student_test_acc"] for r in c.rows], color=colors[0],
-                    marker="o", ms=3, label="student")
-            t = [(e, r.get("teacher_test_acc")) for e, r in zip(ep, c.rows)
-                 if r.get("teacher_test_acc") is not None]
-            if t:
-                ax.plot([e for e, _ in t], [100.0 * a for _, a in t], color=colors[1], ls="--",
-                        marker="s", ms=3, label="teacher")
-            ax.set_title(c.label)
+                           label="spaced replay" if j == 0 else None)
+            for col, name, ls, marker in CURVE_SERIES:
+                d = df[df["series"] == name]
+                if d.empty:
+                    continue
+                ax.plot(d["epoch"], d["mean"], color=colors[name], ls=ls, marker=marker, ms=3,
+                        label=name)
+                ax.fill_between(d["epoch"], d["mean"] - d["std"], d["mean"] + d["std"],
+                                color=colors[name], alpha=0.2, lw=0)
+            n = len(c.runs)
+            ax.set_title(f"{c.label}\n{n} seed{'s' if n != 1 else ''}"
+                         + (", mean ± std" if n > 1 else ""), fontsize="medium")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy (%)")
-        handles: dict[str, object] = {}
-        for ax in axes.flat:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncol=len(handles), frameon=False)
+        order = [name for _, name, _, _ in CURVE_SERIES] + ["spaced replay"]
+        _figure_legend(fig, axes.flat, order=order)
         fig.suptitle("Test accuracy during training")
+    return fig
+
+
+def interval_figure(df: pd.DataFrame, title: str = "") -> Figure:
+    """Accuracy (%) vs spaced interval s (paper Fig. 2 / Table 6) from
+    :func:`flatkd.report.tables.interval_table` rows of one (dataset, network) cell: one panel
+    per accuracy selection, one line per spaced method (mean ± std over seeds, error bars) that
+    starts at its non-spaced counterpart drawn at s = 0 (open square); the baseline as a dotted
+    horizontal reference."""
+    if df.empty:
+        raise ValueError("interval_figure needs interval_table rows")
+    sels = list(dict.fromkeys(df["selection"]))
+    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
+        fig, axes = _new_figure(len(sels), width=5.6, height=4.0)
+        for ax, sel in zip(axes[0], sels):
+            d = df[df["selection"] == sel]
+            for fam, f in d.groupby("family", sort=False):
+                base_m, plain_m, spaced_m = FAMILIES[fam]
+                c_sp = METHOD_COLORS.get(spaced_m, SPARE_COLORS[0])
+                sp = f[f["method"] == spaced_m].sort_values("interval")
+                pl = f[f["method"] == plain_m]
+                x = list(pl["interval"]) + list(sp["interval"])
+                y = 100 * np.asarray(list(pl["mean"]) + list(sp["mean"]), dtype=float)
+                e = 100 * np.nan_to_num(np.asarray(list(pl["std"]) + list(sp["std"]), dtype=float))
+                ax.errorbar(x, y, yerr=e, color=c_sp, marker="o", ms=5, capsize=3,
+                            label=f"{spaced_m} (s > 0)")
+                if len(pl):
+                    ax.plot([0.0], [100 * pl["mean"].iloc[0]], ls="none", marker="s", ms=9,
+                            mfc="white", mec=METHOD_COLORS.get(plain_m, "k"), mew=2,
+                            label=f"{plain_m} (s = 0)")
+                bl = f[f["method"] == base_m]
+                if len(bl):
+                    ax.axhline(100 * bl["mean"].iloc[0], color=METHOD_COLORS["baseline"],
+                               ls=":", lw=1.5, label=f"{base_m} (no KD)")
+            ivals = sorted(set(d["interval"].dropna()))
+            ax.set_xticks(ivals)
+            ax.xaxis.set_major_formatter(lambda v, _: fmt_interval(v) if v else "0")
+            ax.set_xlabel("spaced interval s (epochs)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"accuracy: {SELECTIONS[sel].label}", fontsize="medium")
+        _figure_legend(fig, axes.flat)
+        fig.suptitle(f"Accuracy vs spaced interval (paper Fig. 2 / Table 6), mean ± std over "
+                     f"seeds — {title}")
     return fig
 
 
