@@ -1,4 +1,5 @@
 """build_report end to end on synthetic results (and two tiny real checkpoint files)."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,12 +20,9 @@ def _fake_checkpoint(path, method, metrics, replay_steps, bpe=12, step=120):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     res = tmp_path_factory.mktemp("res")
-    fx.write_results(res)
-    # checkpoints for seed 0 of online and spaced-online only; the rest are "not found"
-    _fake_checkpoint(res / "online_s0.pt", "online", fx.metric_rows(10), [], step=120)
-    rows = [r | {"student_steps": 11 * r["epoch"]} for r in fx.metric_rows(10)]
-    _fake_checkpoint(res / "spaced-online_s0.pt", "spaced-online", rows,
-                     [18, 36, 54, 72, 90, 108], step=120)
+    paths = fx.write_results(res)
+    # checkpoints for every run except self seeds 1 and 2 (those are "not found")
+    fx.write_checkpoints([p for p in paths if p.name not in ("self_seed1.json", "self_seed2.json")])
     out = tmp_path_factory.mktemp("out")
     return out, build_report([res], out)
 
@@ -34,7 +32,9 @@ def test_report_writes_tables_figures_and_markdown(report):
     assert w["n_results"] == 15
     assert set(w["tables"]) == {"runs", "accuracy", "flatness", "significance", "corruption_online",
                                 "bim_online", "corruption_self", "bim_self"}
-    assert len(w["figures"]) == 6 and "training_curves" in w["figures"]
+    assert set(w["figures"]) == {f"{s}_digits_resnet8" for s in (
+        "fig4_perturbation", "hessian_density", "corruption_bars", "corruption_heatmap", "bim")} | {
+        "training_curves"}
     for files in [*w["tables"].values(), *w["figures"].values()]:
         for f in files:
             assert f.is_file() and f.stat().st_size > 0 and f.is_relative_to(out)
@@ -44,16 +44,38 @@ def test_report_writes_tables_figures_and_markdown(report):
     for stem in w["figures"]:
         assert f"(figures/{stem}.png)" in md
     assert "is significant" in md and "NOT significant" in md
-    assert "13 run(s) left out" in md and "… and 8 more" in md
+    assert "2 run(s) left out" in md and "self_s1.pt" in md
+    assert "SPEC" not in md and not any("SPEC" in f.read_text() for fs in w["tables"].values()
+                                        for f in fs)
+    assert "severity constants: cifar-c" in md and "at chance = mean accuracy ≤ 13.2 %" in md
+
+
+def test_report_states_from_the_numbers_whether_the_gain_survives(report):
+    out, w = report
+    md = w["markdown"].read_text()
+    acc = pd.read_csv(out / "tables" / "accuracy.csv")
+    assert "## Does spaced KD's gain over its counterpart survive?" in md
+    assert list(acc["verdict"]) == w["verdicts"][:len(acc)]
+    for v in acc["verdict"]:
+        assert f"* {v}" in md
+    assert "the paper's numbers are most likely *best over epochs*" in md
+    # every selection row's verdict agrees with its own p-value
+    for _, r in acc.iterrows():
+        if r["p_value"] == r["p_value"]:
+            assert ("NOT significant" in r["verdict"]) == (r["p_value"] >= 0.05)
 
 
 def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
     out, _ = report
     acc = pd.read_csv(out / "tables" / "accuracy.csv")
-    on = acc[acc["family"] == "online"].iloc[0]
+    on = acc[(acc["family"] == "online") & (acc["selection"] == "final")].iloc[0]
     assert on["w_ours_mean"] == pytest.approx(sum(fx.ACCURACY["spaced-online"]) / 3)
-    assert on["wo_ours_steps"] == 120 and on["w_ours_steps"] == 110  # student_steps wins
-    assert pd.isna(acc[acc["family"] == "self"].iloc[0]["w_ours_steps"])
+    assert on["wo_ours_steps"] == 72 and on["w_ours_steps"] == 72
+    se = acc[(acc["family"] == "self") & (acc["selection"] == "best")].iloc[0]
+    assert se["wo_ours_n"] == 1 and se["w_ours_n"] == 3      # two self checkpoints missing
+    assert se["w_ours_steps"] == 144                          # spaced self-KD replays
+    assert list(acc["selection"]) == ["final", "best", "final", "best", "ensemble_final",
+                                      "ensemble_best"]
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs) == 15 and set(runs["seed"]) == {0, 1, 2}
     assert "optimizer steps (w/o Ours, w/ Ours)" in (out / "tables" / "accuracy.md").read_text()
@@ -74,21 +96,38 @@ def test_report_from_flatness_only_results(tmp_path):
     assert "too few for a significance test" in w["markdown"].read_text()
 
 
-def test_robustness_tables_average_seeds_before_the_paper_layout(report):
+def test_robustness_tables_carry_std_and_paired_tests(report):
+    from scipy import stats
     out, _ = report
-    ct = pd.read_csv(out / "tables" / "corruption_online.csv", header=[0, 1], index_col=[0, 1])
-    col = "digits/resnet8 s=1.5"
-    row = ct.loc[("frost", 3)]
-    res = {m: [fx._result(m, s, out)["robustness"]["corruptions"] for s in fx.SEEDS]
-           for m in ("online", "spaced-online")}
-    mean = {m: 100 * sum(c["accuracy"] for cs in v for c in cs
-                         if (c["corruption"], c["severity"]) == ("frost", 3)) / 3
-            for m, v in res.items()}
-    assert row[(col, "w/o Ours")] == pytest.approx(mean["online"])
-    assert row[(col, "w/ Ours")] == pytest.approx(mean["spaced-online"])
-    assert row[(col, "Δ")] == pytest.approx(mean["spaced-online"] - mean["online"])
+    ct = pd.read_csv(out / "tables" / "corruption_online.csv")
+    row = ct[(ct["corruption"] == "frost") & (ct["severity"] == 3)].iloc[0]
+    vals = {m: [[c["accuracy"] for c in fx._result(m, s, out)["robustness"]["corruptions"]
+                 if (c["corruption"], c["severity"]) == ("frost", 3)][0] for s in fx.SEEDS]
+            for m in ("online", "spaced-online")}
+    assert row["wo_ours_mean"] == pytest.approx(np.mean(vals["online"]))
+    assert row["w_ours_std"] == pytest.approx(np.std(vals["spaced-online"], ddof=1))
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(vals["spaced-online"],
+                                                           vals["online"]).pvalue)
     md = (out / "report.md").read_text()
-    assert "3/3 seeds (digits/resnet8 s=1.5)" in md and "Table 13 layout" in md
+    assert "Table 13 layout" in md and "| p (paired t) |" in md
+    assert "spaced-online vs online (digits/resnet8 s=1.5), BIM accuracy" in md
+    bt = pd.read_csv(out / "tables" / "bim_self.csv")
+    assert list(bt["epsilon_255"]) == [1, 2, 4, 8] and bt["p_value"][:3].notna().all()
+
+
+def test_accuracy_vs_interval_only_with_two_intervals(report, tmp_path):
+    _, w = report
+    assert "accuracy_vs_interval" not in w["tables"]
+    paths = fx.write_results(tmp_path / "r", methods=("online", "spaced-online"), seeds=(0, 1),
+                             intervals={"spaced-online": (0.5,)})
+    fx.write_checkpoints(paths)
+    w2 = build_report(paths, tmp_path / "out")
+    assert "accuracy_vs_interval" in w2["tables"]
+    assert "accuracy_vs_interval_digits_resnet8" in w2["figures"]
+    iv = pd.read_csv(w2["tables"]["accuracy_vs_interval"][0])
+    assert set(iv["selection"]) == {"final", "best"}
+    assert set(iv["interval"]) == {0.0, 0.5, 1.5}
+    assert "Accuracy vs spaced interval" in w2["markdown"].read_text()
 
 
 def test_checkpoint_recorded_relative_to_an_ancestor_folder_resolves(tmp_path):

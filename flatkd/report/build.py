@@ -5,6 +5,9 @@ Layout of ``out_dir``::
     report.md                 everything, in reading order, figures embedded
     tables/<name>.csv|.md     numeric CSV (fractions, raw units) and formatted Markdown per table
     figures/<stem>.png|.pdf   one set of figures per (dataset, network) cell
+
+Every sentence of the report that compares methods is computed from the result files (and the
+checkpoints they name); nothing about which way the numbers go is written in advance.
 """
 from __future__ import annotations
 
@@ -16,22 +19,23 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..io import write_text
-from ..robustness import tables as RT
 from . import figures as F
 from . import tables as T
-from .results import (FAMILIES, GroupKey, Result, fmt_interval, group, load_results,
-                      training_history)
+from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
+                      load_results)
 
 MAX_LISTED = 5
 NOTES = """\
 ## How to read this report
 
-* Accuracy is the student's clean test accuracy from the robustness suite
-  (`robustness.clean_accuracy`, whole un-augmented test split), in percent.
+* Accuracy is in percent. *final* is the student's clean test accuracy from the robustness
+  suite (`robustness.clean_accuracy`, whole un-augmented test split, last-epoch checkpoint);
+  *best over epochs* is the maximum of the per-epoch test accuracy recorded in the checkpoint.
 * With several seeds a cell is mean ± sample std (ddof = 1); "seeds" gives the number of runs.
 * Spaced methods are compared with their non-spaced counterpart (spaced-online ↔ online,
   spaced-self ↔ self) by a paired t-test (scipy.stats.ttest_rel) over the seeds both have,
   α = {alpha}. "NOT significant" means the seeds do not show a difference at that level.
+  Corruption and BIM cells are each tested on their own (no multiple-comparison correction).
 * Δ = mean(w/ Ours) − mean(w/o Ours), in percentage points (pp).
 """
 
@@ -47,13 +51,6 @@ def _write_table(out: Path, name: str, numeric: pd.DataFrame, display: pd.DataFr
     write_text(out / "tables" / f"{name}.md", md)
     written["tables"][name] = [out / "tables" / f"{name}.csv", out / "tables" / f"{name}.md"]
     return md
-
-
-def _write_numeric(out: Path, name: str, df: pd.DataFrame, md: str, written: dict) -> None:
-    """A table whose index carries data (multi-level rows/columns): CSV keeps the index."""
-    write_text(out / "tables" / f"{name}.csv", df.to_csv())
-    write_text(out / "tables" / f"{name}.md", md)
-    written["tables"][name] = [out / "tables" / f"{name}.csv", out / "tables" / f"{name}.md"]
 
 
 def results_index(results: Iterable[Result]) -> pd.DataFrame:
@@ -79,106 +76,99 @@ def _index_display(df: pd.DataFrame) -> pd.DataFrame:
                          for (d, a, m, s, mo), sub in g])
 
 
-def mean_robustness(results: Sequence[Result]) -> dict:
-    """A robustness section whose accuracies are the means over ``results`` (seeds) of each
-    (corruption, severity) and (attack, ε) entry; input for :mod:`flatkd.robustness.tables`."""
-    corr: dict[tuple, list[float]] = {}
-    adv: dict[tuple, list[float]] = {}
-    for r in results:
-        rob = r.robustness or {}
-        for c in rob.get("corruptions", []):
-            corr.setdefault((c["corruption"], c["severity"]), []).append(c["accuracy"])
-        for a in rob.get("adversarial", []):
-            adv.setdefault((a["attack"], a["epsilon"]), []).append(a["accuracy"])
-    return {"corruptions": [{"corruption": c, "severity": s, "accuracy": float(np.mean(v))}
-                            for (c, s), v in corr.items()],
-            "adversarial": [{"attack": a, "epsilon": e, "accuracy": float(np.mean(v))}
-                            for (a, e), v in adv.items()]}
-
-
-def robustness_groups(results: Sequence[Result]) -> dict[str, dict[str, list[dict]]]:
-    """Per KD family: column group ``"<dataset>/<network> s=<interval>"`` → [mean section of
-    the non-spaced method (reference), mean section of the spaced one] — the inputs of the
-    robustness helper's Table 5/12 and Table 13 builders. Student models with robustness only."""
-    groups = {k: [r for r in rs if r.robustness] for k, rs in group(results).items()
-              if k.model == "student"}
-    out: dict[str, dict[str, list[dict]]] = {}
-    for family, (_, plain_m, spaced_m) in FAMILIES.items():
-        for k, spaced in groups.items():
-            plain = groups.get(GroupKey(k.dataset, k.network, plain_m, None, "student"))
-            if k.method != spaced_m or not spaced or not plain:
-                continue
-            name = f"{k.dataset}/{k.network} s={fmt_interval(k.interval)}"
-            sections = [mean_robustness(plain), mean_robustness(spaced)]
-            sections[0]["n_seeds"], sections[1]["n_seeds"] = len(plain), len(spaced)
-            out.setdefault(family, {})[name] = sections
-    return out
-
-
 def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> list[str]:
-    """Tables 5/12 and 13 per KD family (robustness helper's builders, seeds averaged first);
-    writes their CSV/Markdown and returns the report's Markdown lines."""
+    """Corruption (Tables 5/12) and BIM (Table 13) tables per KD family, mean ± std over seeds
+    with a paired t-test per cell; writes their CSV/Markdown, returns the report's Markdown."""
     md = []
-    for family, groups in robustness_groups(results).items():
-        plain_m, spaced_m = FAMILIES[family][1:]
-        labels = ["w/o Ours", "w/ Ours"]
-        seeds = ", ".join(f"{g[0]['n_seeds']}/{g[1]['n_seeds']} seeds ({name})"
-                          for name, g in groups.items())
-        note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean over {seeds}; "
-                "Δ = w/ − w/o in percentage points.")
-        if any(g[0]["corruptions"] and g[1]["corruptions"] for g in groups.values()):
-            ct = RT.corruption_table(groups, labels)
-            _write_numeric(out, f"corruption_{family}", ct, RT.to_markdown(ct), written)
-            md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "", note, "",
-                   RT.to_markdown(ct)]
-        if any(g[0]["adversarial"] and g[1]["adversarial"] for g in groups.values()):
-            bt = RT.bim_table(groups, labels)
-            _write_numeric(out, f"bim_{family}", bt, RT.to_markdown(bt), written)
-            md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "", note, "",
-                   RT.to_markdown(bt)]
+    corr, bim = T.corruption_table(results), T.bim_table(results)
+    constants = F.constants_caption(results)
+    for family, (_, plain_m, spaced_m) in FAMILIES.items():
+        c, b = corr[corr["family"] == family], bim[bim["family"] == family]
+        note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean ± std over "
+                "seeds; Δ = w/ − w/o in percentage points; p = paired t-test over the seeds "
+                "both have.")
+        if len(c):
+            groups = ", ".join(dict.fromkeys(c["group"]))
+            md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "",
+                   f"{note} {groups}; {constants}.", "",
+                   _write_table(out, f"corruption_{family}", c, T.corruption_display(c), written),
+                   *[f"* {x}" for x in T.cells_summary(c, "corruption accuracy", spaced_m,
+                                                      plain_m)], ""]
+        if len(b):
+            groups = ", ".join(dict.fromkeys(b["group"]))
+            md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "",
+                   f"{note} {groups}.", "",
+                   _write_table(out, f"bim_{family}", b,
+                                T.bim_display(b, f"w/o Ours ({plain_m})",
+                                              f"w/ Ours ({spaced_m})"), written),
+                   *[f"* {x}" for x in T.cells_summary(b, "BIM accuracy", spaced_m, plain_m)],
+                   ""]
     return md
 
 
-def _figure_jobs(results: Sequence[Result]) -> list[tuple[str, str, Callable, list[Result]]]:
+def _figure_jobs(results: Sequence[Result], rules: dict
+                 ) -> list[tuple[str, str, Callable, list[Result]]]:
     """(stem, caption, builder, results) for every figure the data supports."""
     jobs = []
     for (dataset, network), rs in F.cell_results(results).items():
         cell = f"{dataset}_{network}"
         if F.keys_with(rs, "flatness", "perturbation"):
             jobs.append((f"fig4_perturbation_{cell}", "Fig. 4: loss and accuracy under Gaussian "
-                         "parameter noise", F.perturbation_figure, rs))
+                         "parameter noise, each non-spaced method beside its spaced counterpart",
+                         F.perturbation_figure, rs))
         if any(((r.flatness or {}).get("hessian") or {}).get("density") for r in rs):
-            jobs.append((f"hessian_density_{cell}", "Hessian eigenvalue density",
+            jobs.append((f"hessian_density_{cell}", "Hessian eigenvalue density, one line per "
+                         "method (mean over seeds; thin lines: single seeds)",
                          F.density_figure, rs))
         if F.keys_with(rs, "robustness", "corruptions"):
-            jobs.append((f"corruption_bars_{cell}", "Accuracy under image corruptions",
-                         F.corruption_bars, rs))
-            jobs.append((f"corruption_heatmap_{cell}", "Accuracy under image corruptions "
-                         "(heatmap)", F.corruption_heatmap, rs))
+            rule = rules[dataset]
+            consts = F.constants_caption(rs)
+            jobs.append((f"corruption_bars_{cell}", f"Accuracy under image corruptions "
+                         f"({consts})", F.corruption_bars, rs))
+            jobs.append((f"corruption_heatmap_{cell}", f"Accuracy under image corruptions, "
+                         f"heatmap ({consts}; hatched cells: {rule.describe()})",
+                         lambda x, rule=rule: F.corruption_heatmap(x, rule), rs))
         if F.keys_with(rs, "robustness", "adversarial"):
             jobs.append((f"bim_{cell}", "Accuracy under BIM attack vs ε", F.bim_figure, rs))
     return jobs
 
 
-def _training_curves(results: Sequence[Result]) -> tuple[dict, list[F.Curve], list[str]]:
-    """Mean optimizer steps per configuration, one curve per configuration (lowest seed with a
-    checkpoint) and the reasons for every result whose checkpoint could not be read."""
-    steps, curves, skipped = {}, [], []
+def _curves(results: Sequence[Result], histories: dict[Path, TrainingHistory | None]
+            ) -> list[F.Curve]:
+    """One curve per configuration over every seed whose checkpoint could be read (replay
+    points: the union over those seeds)."""
+    curves = []
     for k, rs in group(results).items():
-        got = []
-        for r in rs:
-            hist, reason = training_history(r)
-            if hist is None:
-                skipped.append(reason)
-            else:
-                got.append((r, hist))
+        got = [(r, histories[r.path]) for r in rs if histories.get(r.path) is not None]
+        got = [(r, h) for r, h in got if h.rows]
         if got:
-            steps[k] = float(np.mean([h.step for _, h in got]))
-            r, h = got[0]
-            if h.rows:
-                curves.append(F.Curve(f"{k.label}, {r.dataset}/{r.arch}, seed {r.seed}",
-                                      h.rows, h.boundaries))
-    return steps, curves, skipped
+            bounds = sorted({round(b, 9) for _, h in got for b in h.boundaries})
+            curves.append(F.Curve(f"{k.label}, {k.dataset}/{got[0][0].arch}",
+                                  [h.rows for _, h in got], bounds))
+    return curves
+
+
+def _rules(results: Sequence[Result], histories: dict) -> dict[str, T.ChanceRule]:
+    """Chance-level rule per dataset (classes from the registry, else from a checkpoint)."""
+    out = {}
+    for d in sorted({r.dataset for r in results}):
+        n_cls = next((h.num_classes for r in results if r.dataset == d
+                      for h in [histories.get(r.path)] if h is not None and h.num_classes), None)
+        out[d] = F.chance_rule([r for r in results if r.dataset == d], n_cls)
+    return out
+
+
+def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[str]:
+    """The report's answer to "does spaced KD's gain survive?", sentence by sentence."""
+    md = ["## Does spaced KD's gain over its counterpart survive?", "",
+          "Each sentence is computed from the result files: mean ± std over seeds, Δ and the "
+          f"paired t-test (α = {T.ALPHA:g}).", ""]
+    md += [f"* {v}" for v in acc["verdict"]]
+    flat = comp[comp["metric"] != "accuracy"] if len(comp) else comp
+    if len(flat):
+        md += ["", "Flatness (the paper's explanation: spaced KD should find flatter minima):", ""]
+        md += [f"* {s}" for s in flat["verdict"]]
+    return md + [""]
 
 
 def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
@@ -186,15 +176,20 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     """Render the report of the given result files (directories are searched recursively).
 
     Returns ``{"markdown": Path, "tables": {name: [csv, md]}, "figures": {stem: [png, pdf]},
-    "n_results": int, "skipped": [reason, ...], "files": [every path written]}``.
+    "n_results": int, "skipped": [reason, ...], "verdicts": [sentence, ...],
+    "files": [every path written]}``.
     """
     results = load_results(result_paths)
     out = Path(out_dir)
     written: dict = {"markdown": out / "report.md", "tables": {}, "figures": {},
-                     "n_results": len(results), "skipped": []}
-    steps, curves, skipped = _training_curves(results)
-    jobs = _figure_jobs(results)
-    bar = tqdm(total=5 + len(jobs) + bool(curves), desc="report", disable=not progress)
+                     "n_results": len(results), "skipped": [], "verdicts": []}
+    histories, skipped = load_histories(results)
+    curves = _curves(results, histories)
+    jobs = _figure_jobs(results, _rules(results, histories))
+    intervals = T.interval_table(results, histories)
+    cells = list(dict.fromkeys(zip(intervals["dataset"], intervals["network"])))
+    bar = tqdm(total=6 + len(jobs) + len(cells) + bool(curves), desc="report",
+               disable=not progress)
 
     md = ["# flatkd report", "",
           f"{len(results)} result files, {len(group(results))} configurations.", ""]
@@ -202,14 +197,19 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     md += ["## Runs", "", _write_table(out, "runs", index, _index_display(index), written)]
     bar.update()
 
-    acc = T.accuracy_table(results, steps)
-    if acc["wo_ours_n"].sum() + acc["w_ours_n"].sum() > 0:
+    acc = T.accuracy_table(results, histories)
+    has_acc = acc[["wo_ours_n", "w_ours_n"]].to_numpy().sum() > 0
+    if has_acc:
         md += ["## Accuracy (paper Tables 1 and 2 layout)", "",
-               "w/o KD = baseline, w/o Ours = online or self KD, w/ Ours = spaced KD.", "",
+               "w/o KD = baseline, w/o Ours = online or self KD, w/ Ours = spaced KD. "
+               + T.PAPER_SELECTION_NOTE, "",
                _write_table(out, "accuracy", acc, T.accuracy_display(acc), written), ""]
-        md += [f"* {s}" for s in acc["statement"]] + [""]
+        if not (acc["selection"] == "best").any():
+            md += ["(No *best over epochs* rows: no checkpoint with per-epoch metrics was "
+                   "found next to the results.)", ""]
     else:
-        written["skipped"].append("accuracy table: no clean accuracies (robustness suite not run)")
+        written["skipped"].append("accuracy table: no clean accuracies (robustness suite not "
+                                  "run) and no checkpoints with per-epoch accuracies")
     bar.update()
 
     flat = T.flatness_table(results)
@@ -222,13 +222,33 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
         md += ["## Spaced vs non-spaced: paired significance tests", "",
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]
     bar.update()
+    if has_acc or len(comp):
+        verdicts = _verdicts(acc if has_acc else acc.iloc[0:0], comp)
+        written["verdicts"] = [v[2:] for v in verdicts if v.startswith("* ")]
+        md += verdicts
+    bar.update()
 
     md += _robustness_tables(results, out, written)
     bar.update()
 
+    if len(intervals):
+        md += ["## Accuracy vs spaced interval (paper Fig. 2 / Table 6 layout)", "",
+               "Each spaced interval s against the non-spaced counterpart (s = 0); % mean ± std "
+               f"over seeds; `*`: paired t-test against s = 0 significant at α = {T.ALPHA:g}.",
+               "", _write_table(out, "accuracy_vs_interval", intervals,
+                                T.interval_display(intervals), written), ""]
+
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
         written["figures"][stem] = F.save_figure(build(rs), out / "figures", stem)
+        md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
+        bar.update()
+    for dataset, network in cells:
+        stem = f"accuracy_vs_interval_{dataset}_{network}"
+        d = intervals[(intervals["dataset"] == dataset) & (intervals["network"] == network)]
+        written["figures"][stem] = F.save_figure(F.interval_figure(d, f"{dataset} / {network}"),
+                                                 out / "figures", stem)
+        caption = "Accuracy vs spaced interval s (s = 0: non-spaced counterpart)"
         md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
         bar.update()
     written["skipped"] += skipped
@@ -236,7 +256,8 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
         stem = "training_curves"
         written["figures"][stem] = F.save_figure(F.training_curves_figure(curves),
                                                  out / "figures", stem)
-        md += ["### Training curves", "", f"![training curves](figures/{stem}.png)", ""]
+        md += ["### Training curves (mean ± std over seeds; red marks: spaced replays)", "",
+               f"![training curves](figures/{stem}.png)", ""]
         bar.update()
     if skipped:
         shown = skipped[:MAX_LISTED]
