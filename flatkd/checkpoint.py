@@ -18,14 +18,20 @@ import torch
 from torch import nn
 
 from . import models
-from .errors import CheckpointError
+from .errors import CheckpointError, FlatkdError
 from .io import atomic_path
 from .provenance import sha256_of
 
 FORMAT = "flatkd.checkpoint"
 VERSION = 1
-REQUIRED_KEYS = ("format", "version", "method", "arch", "dataset", "num_classes", "models",
-                 "architectures", "optim", "epoch", "step", "config", "metrics", "provenance")
+#: required key → its type in a valid checkpoint
+SCHEMA: dict[str, type] = {
+    "format": str, "version": int, "method": str, "arch": str, "dataset": str, "num_classes": int,
+    "models": dict, "architectures": dict, "optim": dict, "epoch": int, "step": int,
+    "config": dict, "metrics": list, "provenance": dict}
+REQUIRED_KEYS = tuple(SCHEMA)
+_ZIP_MAGIC = b"PK\x03\x04"           # torch.save's archive format (every flatkd checkpoint)
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "a mapping", list: "a list"}
 
 
 def save(path: str | Path, payload: dict) -> Path:
@@ -45,6 +51,12 @@ def read(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{p} is empty (0 bytes), not a flatkd checkpoint")
+    if head != _ZIP_MAGIC:
+        raise CheckpointError(f"{p} is not a flatkd checkpoint (not a PyTorch checkpoint archive)")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -52,18 +64,35 @@ def read(path: str | Path) -> dict:
         raise CheckpointError(
             f"refusing to load {p}: it holds Python objects that are not plain data "
             f"(loaded with weights_only=True; {first[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError,
+            KeyError) as e:
         raise CheckpointError(f"{p} is truncated or not a checkpoint file "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+                              f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})") from None
+    validate(data, p)
+    return data
+
+
+def validate(data: Any, p: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``data`` has the checkpoint keys with their types."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a flatkd checkpoint (no format={FORMAT!r} tag)")
-    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
-        raise CheckpointError(f"{p} has checkpoint version {data.get('version')!r}; "
-                              f"this flatkd reads versions ≤ {VERSION}")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {version!r}; "
+                              f"this flatkd reads versions 1 to {VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{p} is missing checkpoint keys: {', '.join(missing)}")
-    return data
+    for key, kind in SCHEMA.items():
+        if not isinstance(data[key], kind) or isinstance(data[key], bool):
+            raise CheckpointError(f"{p} is corrupt: {key!r} must be {_TYPE_NAMES[kind]}, "
+                                  f"got {type(data[key]).__name__}")
+    if data["num_classes"] < 1:
+        raise CheckpointError(f"{p} is corrupt: num_classes must be ≥ 1, got {data['num_classes']}")
+    for name, arch in data["architectures"].items():
+        if not isinstance(arch, dict) or not isinstance(data["models"].get(name), dict):
+            raise CheckpointError(f"{p} is corrupt: network {name!r} needs an architecture mapping "
+                                  "and a state_dict")
 
 
 @dataclass
@@ -102,7 +131,11 @@ class Checkpoint:
         if name not in self.raw["architectures"]:
             raise CheckpointError(f"checkpoint {self.path} has no model {name!r}; "
                                   f"valid choices: {', '.join(self.model_names)}")
-        net = models.create(**self.raw["architectures"][name])
+        try:
+            net = models.create(**self.raw["architectures"][name])
+        except (TypeError, ValueError, FlatkdError) as e:
+            raise CheckpointError(f"{self.path}: the architecture recorded for {name!r} is invalid "
+                                  f"({str(e).splitlines()[0][:160]})") from None
         try:
             net.load_state_dict(self.raw["models"][name])
         except (RuntimeError, KeyError) as e:
@@ -111,6 +144,13 @@ class Checkpoint:
         if isinstance(net, models.MultiExitResNet) and not exits:
             net = net.backbone
         return net.eval()
+
+    def non_finite_tensor(self, name: str = "student") -> str | None:
+        """The first weight/buffer of network ``name`` holding NaN or ±Inf, or None."""
+        for key, value in self.raw["models"][name].items():
+            if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+                return key
+        return None
 
     def interval_boundaries_epochs(self) -> list[float]:
         """Epochs (fractional) at which a spaced replay happened; [] for non-spaced methods."""

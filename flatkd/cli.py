@@ -1,4 +1,4 @@
-"""``flatkd`` command line (SPEC §5): train, eval, report, demo.
+"""``flatkd`` command line: train, eval, report, demo, config.
 
 Every user error is one line on stderr naming the valid choices, exit code 2; nothing is left
 half-written (checkpoints and results are written atomically).
@@ -19,50 +19,113 @@ EXIT_INTERRUPTED = 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):               # one line instead of usage + message
-        raise FlatkdError(f"{self.prog}: {message}")
+        command = self.prog.partition(" ")[2]          # "flatkd train" → "train"
+        raise FlatkdError(f"{command}: {message}" if command else message)
+
+
+TRAIN_EPILOG = """examples:
+  flatkd train --method spaced-online --arch resnet8 --dataset digits --epochs 3 --interval 0.5 --out runs/demo
+  flatkd train --method online --arch resnet18 --dataset cifar100 --data-root ~/data --out runs/online --device cuda
+  flatkd train --method spaced-self --arch resnet18 --dataset cifar100 --set kd.teacher_init=same --out runs/ss
+  flatkd train ... --out runs/online --resume        # continue an interrupted run
+
+every setting is a config key: list them with `flatkd config train`"""
+
+EVAL_EPILOG = """examples:
+  flatkd eval --ckpt runs/demo/checkpoint.pt --suite flatness --set hessian.samples=256 --out r.json
+  flatkd eval --ckpt runs/demo/checkpoint.pt --suite robustness --model teacher --out r-teacher.json
+  flatkd eval --ckpt runs/demo/checkpoint.pt --suite all --config flatkd/presets/eval-quick.yaml
+
+every setting is a config key: list them with `flatkd config eval`"""
+
+REPORT_EPILOG = """examples:
+  flatkd report results/*.json --out report/
+  flatkd report checkpoints/reference/results --out reference-report/"""
+
+CONFIG_EPILOG = """examples:
+  flatkd config train                    # every training key, the paper's defaults
+  flatkd config train --dataset digits   # with the digits preset applied
+  flatkd config eval"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import datasets, models
+    from . import __version__, datasets, models
     from .evaluator import SUITE_CHOICES
     from .training import METHODS
 
-    p = _Parser(prog="flatkd", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _Parser(prog="flatkd", description="Train knowledge-distillation models (online, self, "
+                "spaced) and measure the flatness and robustness they converge to.")
+    p.add_argument("--version", action="version", version=f"flatkd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train one run (SPEC §3)")
-    t.add_argument("--method", required=True, choices=METHODS.names())
-    t.add_argument("--arch", required=True, choices=models.names())
-    t.add_argument("--dataset", required=True, choices=datasets.names())
+    t = sub.add_parser("train", help="train one run", description="Train one run into --out "
+                       "(checkpoint.pt, metrics.csv, config.yaml).", epilog=TRAIN_EPILOG,
+                       formatter_class=_Help)
+    t.add_argument("--method", required=True, choices=METHODS.names(), help="training method")
+    t.add_argument("--arch", required=True, choices=models.names(), help="student architecture")
+    t.add_argument("--dataset", required=True, choices=datasets.names(), help="dataset")
     t.add_argument("--out", required=True, help="run directory (checkpoint.pt, metrics.csv, config.yaml)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--interval", type=float, help="space interval in epochs (spaced methods)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--data-root", dest="data_root")
-    t.add_argument("--config", help="YAML file of config keys")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--epochs", type=int, help="training epochs (default: 80, or the dataset preset's)")
+    t.add_argument("--interval", type=float,
+                   help="space interval in epochs, spaced methods only (default: 1.5 spaced-online, "
+                   "4.0 spaced-self)")
+    t.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation "
+                   "(default: 0)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+    t.add_argument("--data-root", dest="data_root", help="folder holding the dataset files")
+    t.add_argument("--config", help="YAML file of config keys (applied after the dataset preset)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. kd.teacher_init=same (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint (SPEC §6)")
-    e.add_argument("--ckpt", required=True)
-    e.add_argument("--suite", required=True, choices=list(SUITE_CHOICES))
-    e.add_argument("--model", default="student", help="network in the checkpoint (student|teacher)")
+    e = sub.add_parser("eval", help="evaluate a checkpoint", description="Evaluate one network "
+                       "of a checkpoint and write one JSON result.", epilog=EVAL_EPILOG,
+                       formatter_class=_Help)
+    e.add_argument("--ckpt", required=True, help="checkpoint file written by flatkd train")
+    e.add_argument("--suite", required=True, choices=list(SUITE_CHOICES), help="what to measure")
+    e.add_argument("--model", default="student", choices=["student", "teacher"],
+                   help="network of the checkpoint to evaluate")
     e.add_argument("--out", help="result JSON path (default: print to stdout)")
-    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device")
     e.add_argument("--config", help="YAML file of evaluation keys")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one evaluation key, e.g. hessian.samples=256 (repeatable)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = sub.add_parser("report", help="tables and figures from result JSON files")
-    r.add_argument("results", nargs="+")
-    r.add_argument("--out", required=True)
+    r = sub.add_parser("report", help="tables and figures from result files",
+                       description="Group results across seeds and write report.md, tables and "
+                       "figures.", epilog=REPORT_EPILOG, formatter_class=_Help)
+    r.add_argument("results", nargs="+", help="result JSON files or folders holding them")
+    r.add_argument("--out", required=True, help="report directory")
 
-    d = sub.add_parser("demo", help="the main job end to end on the embedded digits set")
-    d.add_argument("--out", default="demo")
-    d.add_argument("--quiet", action="store_true")
+    d = sub.add_parser("demo", help="the main job end to end on the embedded digits set",
+                       description="Train baseline, online, spaced-online, self and spaced-self "
+                       "ResNet-8s on digits, evaluate every student and build the report; "
+                       "re-running reuses finished steps.", formatter_class=_Help)
+    d.add_argument("--out", default="demo", help="demo directory")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
+
+    c = sub.add_parser("config", help="list every config key with its default and meaning",
+                       description="List the config keys of flatkd train or flatkd eval with "
+                       "their default values and meaning.", epilog=CONFIG_EPILOG,
+                       formatter_class=_Help)
+    c.add_argument("which", choices=["train", "eval"], help="whose keys")
+    c.add_argument("--dataset", choices=datasets.names(),
+                   help="show the values with this dataset's preset applied (train only)")
     return p
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; an option's default is appended to its help unless the help
+    already states it or there is none (flags, required options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS) \
+                or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _train(a) -> None:
@@ -94,12 +157,31 @@ def _report(a) -> None:
     print(f"report: {a.out} ({len(written.get('files', written))} files)")
 
 
+def _config(a) -> None:
+    if a.which == "train":
+        from .training import resolve
+        if a.dataset is not None:
+            cfg = resolve("baseline", "resnet18", a.dataset)
+        else:
+            from .training.config import TrainConfig
+            cfg = TrainConfig()
+    else:
+        from .evaluator import EvalConfig
+        cfg = EvalConfig()
+    if a.which == "eval" and a.dataset is not None:
+        raise FlatkdError("--dataset applies to flatkd config train only")
+    for key, value, meaning in cfgmod.describe(cfg):
+        shown = "unset" if value is None else (",".join(map(str, value)) if isinstance(value, list)
+                                               else str(value).lower() if isinstance(value, bool) else value)
+        print(f"{key} = {shown}\n    {meaning}")
+
+
 def _demo(a) -> None:
     from .demo import run_demo
     print(f"report: {run_demo(a.out, progress=not a.quiet)}")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "report": _report, "demo": _demo}
+COMMANDS = {"train": _train, "eval": _eval, "report": _report, "demo": _demo, "config": _config}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

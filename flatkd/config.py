@@ -8,6 +8,8 @@ the declared field type; an unknown key or a value of the wrong type raises
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -84,6 +86,37 @@ def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
         else:
             keys.append(prefix + f.name)
     return keys
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Meaning of each field of a config dataclass, read from its docstring, whose entries are
+    written ``name: meaning`` (continuation lines indented deeper)."""
+    docs: dict[str, str] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    current, indent = None, 0
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        match = re.match(r"^(\s*)(\w+):\s+(.*)$", line)
+        if match and match.group(2) in names and (current is None or len(match.group(1)) <= indent):
+            current, indent = match.group(2), len(match.group(1))
+            docs[current] = match.group(3).strip()
+        elif current is not None and line.strip() and len(line) - len(line.lstrip()) > indent:
+            docs[current] += " " + line.strip()
+        else:
+            current = None
+    return docs
+
+
+def describe(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, current value, meaning) of every leaf key of a dataclass config."""
+    rows = []
+    docs = field_docs(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe(value, prefix + f.name + ".")
+        else:
+            rows.append((prefix + f.name, value, docs.get(f.name, "").replace("``", "")))
+    return rows
 
 
 def _set_dotted(cfg: Any, key: str, value: Any) -> None:

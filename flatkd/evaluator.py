@@ -18,7 +18,7 @@ from . import datasets, provenance
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import FlatkdError
 from .flatness.config import HessianConfig, PerturbationConfig
-from .io import write_json
+from .io import writable_target, write_json
 from .registry import Registry
 from .robustness.config import RobustnessConfig
 from .training.loop import resolve_device
@@ -28,6 +28,13 @@ RESULT_FORMAT, RESULT_VERSION = "flatkd.result", 1
 
 @dataclass
 class EvalConfig:
+    """Settings of flatkd eval (a YAML file, then --set key=value).
+
+    seed: seed of every random draw of the evaluation (probes, noise, corruptions) (default 0).
+    batch_size: evaluation batch size (default 256).
+    data_root: folder holding the dataset files; unset: the one recorded in the checkpoint.
+    cache_dir: cache of corrupted test sets; unset: $FLATKD_CACHE or ~/.cache/flatkd.
+    """
     seed: int = 0
     batch_size: int = 256
     data_root: Optional[str] = None
@@ -109,11 +116,17 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     """
     ck = load_checkpoint(path)
     names = suite_names(suite)
+    if out is not None:
+        writable_target(out, "result file")
     cfg = resolve_config(config_file, overrides)
     for name in names:
         for check in _validators(cfg).get(name, []):
             check()
     net = ck.build_model(model).to(resolve_device(device))
+    bad = ck.non_finite_tensor(model)
+    if bad is not None:
+        raise FlatkdError(f"{path}: network {model!r} has non-finite weights ({bad} holds NaN or Inf); "
+                          "refusing to evaluate it")
     ctx = EvalContext(net, ck, cfg, resolve_device(device), progress)
     result = {
         "format": RESULT_FORMAT, "version": RESULT_VERSION,

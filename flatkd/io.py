@@ -1,6 +1,12 @@
-"""Atomic file writes: write to a temporary file in the same directory, fsync, then rename."""
+"""Atomic file writes: write to a temporary file in the same directory, fsync, then rename.
+
+The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask), not
+``mkstemp``'s 0600; temporary files left by a killed writer of the same path are removed by
+the next write.
+"""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -14,6 +20,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``path`` in one rename, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        orphan.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -21,10 +29,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def writable_target(path: str | Path, what: str) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written: an existing directory
+    (or file, for ``what`` ending in 'directory'), a parent that is a file, or no write access."""
+    from .errors import FlatkdError
+    p = Path(path)
+    want_dir = what.endswith("directory")
+    if p.exists() and p.is_dir() != want_dir:
+        raise FlatkdError(f"{what} {p} exists and is a {'file' if want_dir else 'directory'}")
+    probe = p if p.exists() else p.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise FlatkdError(f"{what} {p} lies inside {probe}, which is a file")
+    try:                                  # a real write: permissions, read-only mounts, quotas
+        fd, tmp = tempfile.mkstemp(prefix=".flatkd-probe.", dir=probe)
+    except OSError as e:
+        raise FlatkdError(f"{what} {p} is not writable ({e.strerror or e} in {probe})") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return p
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -7,6 +7,7 @@ then the user's YAML file, then ``--set`` overrides; the preset in force is reco
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal, Optional
@@ -17,8 +18,21 @@ from .. import config as cfgmod
 from ..errors import FlatkdError
 
 
+FLOAT32_MAX = 3.4028234663852886e38     # the optimizers scale float32 tensors by lr
+
+
 @dataclass
 class OptimConfig:
+    """Optimizer and learning-rate schedule (paper §5.1: SGD 0.9, wd 5e-4, constant lr 0.01).
+
+    name: sgd or adamw.
+    lr: peak learning rate, also the constant one (default 0.01).
+    momentum: SGD momentum (default 0.9).
+    weight_decay: L2 weight decay, SGD / decoupled for AdamW (default 5e-4).
+    schedule: constant or cosine (from lr after warm-up down to min_lr at the last epoch).
+    warmup_epochs: linear warm-up length in epochs (default 0).
+    min_lr: final learning rate of the cosine schedule (default 5e-6).
+    """
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -30,42 +44,105 @@ class OptimConfig:
 
 @dataclass
 class KDConfig:
-    """Response + feature distillation (paper Eq. 2; official online-KD code)."""
+    """Response + feature distillation (paper Eq. 2; official online-KD code).
+
+    temperature: softmax temperature T of the soft loss (default 3).
+    alpha: weight α of the soft loss; (1 − α) weighs the cross-entropy (default 0.3).
+    feature_weight: weight β of the feature loss between the projected student feature and the
+        teacher's pooled feature (default 0.03).
+    loss: logit loss (paper Table 3): kl (T²·KL), ce (soft cross-entropy), l1, smoothl1, mse
+        (mean), mse_sum.
+    feature_loss: feature loss (the official code's -feature_loss): l2 (MSE, mean), l1,
+        smoothl1, ce (cross-entropy with the teacher feature as soft target), dist (unsquared
+        norm over the batch, torch.dist: Table 1's default run and Table 3's "MSE (Sum)" row);
+        unset: dist when faithful, else l2.
+    faithful: the official code's soft loss (KLDivLoss on probabilities, no T²) and, unless
+        feature_loss is set, its torch.dist feature loss.
+    teacher_init: independent (default; the teacher's initial weights are drawn from seed + 1,
+        the student's from seed — different inits as in the official code) or same (the teacher
+        starts from the student's seed, paper §4.1). Every teacher–student method applies it.
+    """
     temperature: float = 3.0
-    alpha: float = 0.3            # weight of the KD term; (1 − α) on cross-entropy
-    feature_weight: float = 0.03  # β on the feature term (projector(student feat) → teacher feat)
-    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "kl"   # logit loss (Table 3)
+    alpha: float = 0.3
+    feature_weight: float = 0.03
+    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "kl"
     feature_loss: Optional[Literal["l2", "l1", "smoothl1", "ce", "dist"]] = None
-    # feature loss (official -feature_loss; Table 3): None → dist when faithful, else l2 (MSE)
-    faithful: bool = False        # official code's KLDivLoss on probabilities (no T²) + unsquared torch.dist
+    faithful: bool = False
     teacher_init: Literal["independent", "same"] = "independent"
-    # independent: the teacher's init is drawn from its own seed (official code: different inits);
-    # same: the teacher is built from the student's seed (paper §4.1 wording) — every
-    # teacher–student method, spaced or not, applies the same policy
 
 
 @dataclass
 class SpacedConfig:
-    """Spaced KD (paper Alg. 2 / Alg. 4, Eq. 5)."""
-    interval: Optional[float] = None    # epochs; None → method default (1.5 online, 4.0 self)
-    leftover: Literal["drop", "distil"] = "drop"      # official code drops the last partial interval
-    teacher_bn: Literal["train", "eval"] = "train"    # teacher BN mode during replay (official: train)
+    """Spaced KD (paper Alg. 2 / Alg. 4, Eq. 5).
+
+    interval: space interval s in epochs (floor(s × batches per epoch) steps); unset: the
+        method's default (1.5 spaced-online, 4.0 spaced-self); 0 is the non-spaced method.
+    leftover: drop (official code: the last partial interval is never distilled) or distil.
+    teacher_bn: the frozen teacher's BatchNorm during replay: train (official: statistics keep
+        updating) or eval.
+    """
+    interval: Optional[float] = None
+    leftover: Literal["drop", "distil"] = "drop"
+    teacher_bn: Literal["train", "eval"] = "train"
 
 
 @dataclass
 class SelfKDConfig:
-    """BYOT self distillation (paper Alg. 3; Zhang et al. 2019)."""
-    alpha: float = 0.3             # soft cross-entropy weight per shallow exit; 0.7 on hard CE
+    """BYOT self distillation (paper Alg. 3; Zhang et al. 2019).
+
+    alpha: soft-loss weight per shallow exit; (1 − alpha) on its cross-entropy (default 0.3).
+    feature_weight: weight of the feature term of each shallow exit (default 0.03).
+    feature_exits: code (the official BYOT code skips the exit next to the deepest) or all.
+    loss: soft loss of the shallow exits (default ce, BYOT's soft cross-entropy without T²).
+    deep_forward: spaced-self deep-path steps run every exit so the exits' BatchNorm statistics
+        update (full, the official code) or the deep path alone (backbone); only the deepest
+        exit's cross-entropy trains either way.
+    """
+    alpha: float = 0.3
     feature_weight: float = 0.03
-    feature_exits: Literal["code", "all"] = "code"   # code: skip the exit next to the deepest
-    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "ce"   # BYOT: soft CE, no T²
+    feature_exits: Literal["code", "all"] = "code"
+    loss: Literal["kl", "ce", "l1", "smoothl1", "mse", "mse_sum"] = "ce"
     deep_forward: Literal["full", "backbone"] = "full"
-    # spaced-self deep-path steps: full = every exit runs (exit BN statistics update; official
-    # code), backbone = the deep path alone; either way only the deepest exit's CE trains
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (every random draw comes from the sample's seed: exact replay).
+
+    policy: a named policy; unset: the dataset and method default (crop + flip; BYOT's
+        AutoAugment + Cutout for self KD on CIFAR; RandomResizedCrop for ImageFolder data).
+    rotation: RandomRotation(15) on top (official CIFAR online-KD pipeline); unset: on for
+        baseline/online/spaced-online on CIFAR, off elsewhere.
+    """
+    policy: Optional[str] = None
+    rotation: Optional[bool] = None
 
 
 @dataclass
 class TrainConfig:
+    """One training run. Defaults are the paper's ResNet settings; a dataset preset, a YAML file
+    and ``--set`` overrides are applied on top, in that order.
+
+    method: training method (flatkd train --method).
+    arch: student architecture.
+    dataset: dataset name.
+    epochs: training epochs (default 80).
+    batch_size: mini-batch size (default 128).
+    seed: seed of initialisation, data order and augmentation (default 0).
+    device: auto, cpu or cuda.
+    data_root: folder holding the dataset files.
+    download: let torchvision download CIFAR when a network is available.
+    num_workers: DataLoader worker processes (0: load in the main process).
+    train_subset: train on the first N training samples only (debugging, tests).
+    test_subset: per-epoch test accuracy on the first N test samples only.
+    eval_batch_size: batch size of the per-epoch test pass (default 512).
+    teacher_arch: teacher architecture; unset: the student's.
+    teacher_width: channel multiplier of the teacher (default 1; 2 gives a ResNet×2).
+    checkpoint_every: also checkpoint every N steps within an epoch (0: at epoch ends only).
+    save_optimizer: keep optimizer state in the checkpoint (needed by --resume).
+    amp: mixed-precision autocast on CUDA.
+    preset: filled in by flatkd: the dataset preset file that was applied.
+    """
     method: str = "baseline"
     arch: str = "resnet18"
     dataset: str = "cifar100"
@@ -76,37 +153,60 @@ class TrainConfig:
     data_root: Optional[str] = None
     download: bool = False
     num_workers: int = 0
-    train_subset: Optional[int] = None   # use only the first N training samples (debugging, tests)
-    test_subset: Optional[int] = None    # per-epoch test accuracy on the first N test samples only
+    train_subset: Optional[int] = None
+    test_subset: Optional[int] = None
     eval_batch_size: int = 512
-    teacher_arch: Optional[str] = None   # None → same architecture as the student
+    teacher_arch: Optional[str] = None
     teacher_width: float = 1.0
-    rotation: Optional[bool] = None      # RandomRotation(15); None → dataset/method default
-    checkpoint_every: int = 0            # also checkpoint every N optimizer steps (0: epoch ends only)
-    save_optimizer: bool = True          # optimizer state in the checkpoint (needed by --resume)
-    amp: bool = False                    # autocast on CUDA
-    preset: Optional[str] = None         # filled in: the preset file applied
+    checkpoint_every: int = 0
+    save_optimizer: bool = True
+    amp: bool = False
+    preset: Optional[str] = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     spaced: SpacedConfig = field(default_factory=SpacedConfig)
     selfkd: SelfKDConfig = field(default_factory=SelfKDConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise FlatkdError(f"epochs must be ≥ 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise FlatkdError(f"batch_size must be ≥ 1, got {self.batch_size}")
-        if self.spaced.interval is not None and not self.spaced.interval >= 0:
-            raise FlatkdError(f"interval must be a number of epochs ≥ 0, got {self.spaced.interval}")
+        """Refuse values no run can use, naming the key and the valid range."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise FlatkdError(message)
+
+        def finite(x) -> bool:
+            return isinstance(x, (int, float)) and math.isfinite(x)
+
+        need(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        need(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
+        need(self.eval_batch_size >= 1, f"eval_batch_size must be ≥ 1, got {self.eval_batch_size}")
+        need(self.spaced.interval is None or (finite(self.spaced.interval) and self.spaced.interval >= 0),
+             f"interval must be a finite number of epochs ≥ 0, got {self.spaced.interval}")
         for key in ("train_subset", "test_subset"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise FlatkdError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        if self.optim.lr <= 0:
-            raise FlatkdError(f"optim.lr must be > 0, got {self.optim.lr}")
-        if not 0 <= self.kd.alpha <= 1 or not 0 <= self.selfkd.alpha <= 1:
-            raise FlatkdError("kd.alpha and selfkd.alpha must lie in [0, 1]")
-        if self.kd.temperature <= 0:
-            raise FlatkdError(f"kd.temperature must be > 0, got {self.kd.temperature}")
+            v = getattr(self, key)
+            need(v is None or v >= 1, f"{key} must be ≥ 1, got {v}")
+        need(self.num_workers >= 0, f"num_workers must be ≥ 0, got {self.num_workers}")
+        need(self.checkpoint_every >= 0,
+             f"checkpoint_every must be ≥ 0 steps (0: at epoch ends only), got {self.checkpoint_every}")
+        need(finite(self.teacher_width) and self.teacher_width > 0,
+             f"teacher_width must be a finite number > 0, got {self.teacher_width}")
+        o = self.optim
+        need(finite(o.lr) and o.lr > 0, f"optim.lr must be a finite number > 0, got {o.lr}")
+        need(o.lr <= FLOAT32_MAX, f"optim.lr={o.lr} overflows float32 (largest {FLOAT32_MAX:.3g})")
+        need(finite(o.min_lr) and 0 <= o.min_lr <= o.lr,
+             f"optim.min_lr must lie in [0, optim.lr], got {o.min_lr}")
+        need(finite(o.warmup_epochs) and 0 <= o.warmup_epochs <= self.epochs,
+             f"optim.warmup_epochs must lie in [0, epochs], got {o.warmup_epochs}")
+        for key in ("momentum", "weight_decay"):
+            v = getattr(o, key)
+            need(finite(v) and v >= 0, f"optim.{key} must be a finite number ≥ 0, got {v}")
+        need(0 <= self.kd.alpha <= 1 and 0 <= self.selfkd.alpha <= 1,
+             "kd.alpha and selfkd.alpha must lie in [0, 1]")
+        need(finite(self.kd.temperature) and self.kd.temperature > 0,
+             f"kd.temperature must be a finite number > 0, got {self.kd.temperature}")
+        for key, v in (("kd.feature_weight", self.kd.feature_weight),
+                       ("selfkd.feature_weight", self.selfkd.feature_weight)):
+            need(finite(v) and v >= 0, f"{key} must be a finite number ≥ 0, got {v}")
 
 
 def preset_names() -> list[str]:

@@ -20,15 +20,18 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from .. import datasets, provenance
+from .. import config as cfgmod
 from ..config import to_plain
 from ..accuracy import top1_accuracy
 from ..errors import FlatkdError, TrainingDiverged
-from ..io import write_text
+from ..io import writable_target, write_text
 from .batches import BatchSpec, batches_per_epoch, epoch_specs, materialize
 from .config import TrainConfig
 from .methods import METHODS, Method, Update
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: settings --resume may change: they do not alter what is computed (data_root: the data moved)
+RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download")
 ROTATION_DATASETS = ("cifar10", "cifar100")             # official CIFAR online-KD pipeline:
 ROTATION_METHODS = ("baseline", "online", "spaced-online")  # + RandomRotation(15)
 
@@ -68,6 +71,7 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress, self.on_update = progress, on_update
         self.ckpt_path = self.out / CHECKPOINT_NAME
+        writable_target(self.out, "run directory")
         if self.ckpt_path.exists() and not resume:
             raise FlatkdError(f"{self.ckpt_path} exists; pass --resume to continue it "
                               "or choose another --out")
@@ -83,8 +87,11 @@ class Trainer:
             self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
         if cfg.test_subset is not None:
             self.test_set = _Subset(self.test_set, cfg.test_subset, "test_subset")
+        if cfg.batch_size > len(self.train_set):
+            raise FlatkdError(f"batch_size={cfg.batch_size} exceeds the {len(self.train_set)} "
+                              f"training samples of {cfg.dataset}; choose at most {len(self.train_set)}")
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
-        rotation = cfg.rotation if cfg.rotation is not None else \
+        rotation = cfg.augment.rotation if cfg.augment.rotation is not None else \
             cfg.dataset in ROTATION_DATASETS and cfg.method in ROTATION_METHODS
         self.augment = datasets.for_dataset(cfg.dataset, rotation=rotation)
         self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
@@ -239,6 +246,14 @@ class Trainer:
 
     def _save(self, epoch: int) -> None:
         nets = self.method.nets
+        for name, module in nets.modules.items():
+            bad = next((k for k, v in module.state_dict().items()
+                        if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            if bad is not None:
+                raise TrainingDiverged(
+                    f"{name} weight {bad} became non-finite by step {self.step} (epoch {epoch}); "
+                    "not saved: " + (f"the last good checkpoint is {self.ckpt_path}"
+                                     if self.ckpt_path.exists() else "no checkpoint was written"))
         payload = ckpt.plain({
             "format": ckpt.FORMAT, "version": ckpt.VERSION, "method": self.cfg.method,
             "arch": self.cfg.arch, "dataset": self.cfg.dataset, "num_classes": self.num_classes,
@@ -259,10 +274,19 @@ class Trainer:
         if not saved.get("save_optimizer", True):
             raise FlatkdError("--resume: this checkpoint was saved without optimizer state "
                               "(save_optimizer=false); it cannot be resumed")
-        for key in ("method", "arch", "dataset", "seed", "batch_size", "epochs"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise FlatkdError(f"--resume: checkpoint has {key}={saved.get(key)!r} but this run "
-                                  f"asks for {getattr(self.cfg, key)!r}")
+        now, was = cfgmod.flatten(to_plain(self.cfg)), cfgmod.flatten(saved)
+        for key in sorted(set(now) | set(was)):
+            if key not in RESUME_MAY_CHANGE and now.get(key) != was.get(key):
+                raise FlatkdError(f"--resume: the checkpoint was trained with {key}={was.get(key)!r} "
+                                  f"but this run asks for {now.get(key)!r}; only "
+                                  f"{', '.join(RESUME_MAY_CHANGE)} may change on resume")
+        if self.cfg.epochs != saved["epochs"]:
+            if self.cfg.optim.schedule != "constant":
+                raise FlatkdError("--resume: epochs cannot change under the "
+                                  f"{self.cfg.optim.schedule} lr schedule (it depends on the epoch count)")
+            if self.cfg.epochs < raw["epoch"]:
+                raise FlatkdError(f"--resume: the checkpoint has already trained {raw['epoch']} "
+                                  f"epochs; --epochs {self.cfg.epochs} is fewer")
         for n, m in self.method.nets.modules.items():
             m.load_state_dict(raw["models"][n])
         for n, o in self.optimizers.items():

@@ -1,0 +1,193 @@
+"""Every bad input ends in one line on stderr naming what is wrong, exit code 2, nothing written."""
+import math
+import os
+import stat
+
+import pytest
+import torch
+
+from flatkd.cli import main
+from flatkd.io import write_text
+
+DIGITS = ["--arch", "resnet8", "--dataset", "digits"]
+SMALL = ["--set", "train_subset=32", "--set", "test_subset=16", "--set", "batch_size=16", "--epochs", "1"]
+
+
+def run_cli(argv, capsys):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_clean(code, err, expect):
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("flatkd: error: "), err
+    assert "Traceback" not in err and "flatkd: error: flatkd" not in err   # no double prefix
+    assert expect in err, err
+
+
+# ---------------------------------------------------------------- broken checkpoints
+def _mutate(raw, how):
+    if how == "architectures":
+        raw["architectures"] = ["resnet8"]
+    elif how == "config":
+        raw["config"] = "lr: 0.1"
+    elif how == "arch_kwargs":
+        raw["architectures"]["student"] = {**raw["architectures"]["student"], "depth": 3}
+    elif how == "arch_width":
+        raw["architectures"]["student"] = {**raw["architectures"]["student"], "width": 0}
+    elif how == "version0":
+        raw["version"] = 0
+    elif how == "version-1":
+        raw["version"] = -1
+    elif how == "num_classes":
+        raw["num_classes"] = "10"
+    elif how == "nonfinite":
+        w = raw["models"]["student"]["fc.weight"]
+        w[0, 0] = math.nan
+    return raw
+
+
+@pytest.mark.parametrize("how,expect", [
+    ("empty", "is empty (0 bytes), not a flatkd checkpoint"),
+    ("yaml", "is not a flatkd checkpoint"),
+    ("architectures", "'architectures' must be a mapping"),
+    ("config", "'config' must be a mapping"),
+    ("arch_kwargs", "the architecture recorded for 'student' is invalid"),
+    ("arch_width", "width must be a finite number > 0"),
+    ("version0", "checkpoint version 0; this flatkd reads versions 1 to 1"),
+    ("version-1", "checkpoint version -1"),
+    ("num_classes", "'num_classes' must be an integer"),
+    ("nonfinite", "non-finite weights (fc.weight holds NaN or Inf); refusing to evaluate it"),
+])
+def test_broken_checkpoint_is_refused_by_eval(how, expect, digits_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    if how == "empty":
+        bad.write_bytes(b"")
+    elif how == "yaml":
+        bad.write_text("method: online\narch: resnet8\n")
+    else:
+        torch.save(_mutate(torch.load(digits_checkpoint, weights_only=True), how), bad)
+    out = tmp_path / "r.json"
+    code, err = run_cli(["eval", "--ckpt", bad, "--suite", "flatness", "--out", out], capsys)
+    assert_clean(code, err, expect)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- training settings
+@pytest.mark.parametrize("extra,expect", [
+    (["--set", "optim.lr=inf"], "optim.lr must be a finite number > 0, got inf"),
+    (["--set", "optim.lr=.nan"], "optim.lr must be a finite number > 0"),
+    (["--set", "optim.lr=1e300"], "optim.lr=1e+300 overflows float32"),
+    (["--method", "spaced-online", "--interval", "inf"], "interval must be a finite number of epochs"),
+    (["--set", "num_workers=-1"], "num_workers must be ≥ 0"),
+    (["--set", "teacher_width=0"], "teacher_width must be a finite number > 0"),
+    (["--set", "optim.warmup_epochs=-1"], "optim.warmup_epochs must lie in [0, epochs]"),
+    (["--set", "checkpoint_every=-2"], "checkpoint_every must be ≥ 0"),
+    (["--set", "batch_size=5000"], "batch_size=5000 exceeds the 32 training samples"),
+    (["--set", "kd.feature_loss=mse"], "valid choices: l2, l1, smoothl1, ce, dist"),
+    (["--set", "kd.teacher_init=shared"], "valid choices: independent, same"),
+    (["--method", "online", "--set", "augment.rotation=maybe"], "expects true/false"),
+])
+def test_bad_training_settings(extra, expect, tmp_path, capsys):
+    method = [] if "--method" in extra else ["--method", "online"]
+    argv = ["train", *method, *DIGITS, *SMALL, *extra, "--out", tmp_path / "run"]
+    code, err = run_cli(argv, capsys)
+    assert_clean(code, err, expect)
+    assert not (tmp_path / "run").exists()
+
+
+def test_overflowing_lr_never_saves_non_finite_weights(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--method", "baseline", *DIGITS, *SMALL, "--set", "optim.lr=1e30",
+            "--set", "checkpoint_every=1", "--out", out, "--quiet"]
+    code, err = run_cli(argv, capsys)
+    assert_clean(code, err, "step")
+    assert "became" in err
+    ck = out / "checkpoint.pt"
+    if ck.exists():                                   # whatever was saved is finite
+        raw = torch.load(ck, weights_only=True)
+        assert all(torch.isfinite(v).all() for m in raw["models"].values() for v in m.values()
+                   if v.is_floating_point())
+        assert "last good checkpoint" in err
+    else:
+        assert "no checkpoint was written" in err
+
+
+# ---------------------------------------------------------------- output paths
+@pytest.mark.parametrize("where,expect", [
+    ("file", "exists and is a file"),
+    ("inside_file", "which is a file"),
+    ("unwritable", "is not writable"),
+])
+def test_train_output_path_is_checked_before_any_work(where, expect, tmp_path, capsys):
+    target = {"file": tmp_path / "taken", "inside_file": tmp_path / "taken" / "run",
+              "unwritable": "/proc/flatkd-test/run"}[where]
+    (tmp_path / "taken").write_text("x")
+    code, err = run_cli(["train", "--method", "online", *DIGITS, *SMALL, "--out", target], capsys)
+    assert_clean(code, err, expect)
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+@pytest.mark.parametrize("where,expect", [
+    ("dir", "exists and is a directory"),
+    ("inside_file", "which is a file"),
+    ("unwritable", "is not writable"),
+])
+def test_eval_output_path_is_checked_before_any_work(where, expect, digits_checkpoint, tmp_path,
+                                                      capsys, monkeypatch):
+    ran = []
+    monkeypatch.setattr("flatkd.evaluator.SUITES.get", lambda name: ran.append(name))
+    (tmp_path / "taken").write_text("x")
+    target = {"dir": tmp_path, "inside_file": tmp_path / "taken" / "r.json",
+              "unwritable": "/proc/flatkd-test/r.json"}[where]
+    code, err = run_cli(["eval", "--ckpt", digits_checkpoint, "--suite", "flatness",
+                         "--out", target], capsys)
+    assert_clean(code, err, expect)
+    assert ran == []                                  # no suite started
+
+
+# ---------------------------------------------------------------- resume
+def test_resume_with_changed_settings_is_refused_naming_the_key(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--method", "online", *DIGITS, *SMALL, "--out", out, "--quiet"]
+    assert run_cli(base, capsys)[0] == 0
+    config_before = (out / "config.yaml").read_bytes()
+    code, err = run_cli(base + ["--resume", "--set", "optim.lr=0.2"], capsys)
+    assert_clean(code, err, "trained with optim.lr=0.05 but this run asks for 0.2")
+    assert (out / "config.yaml").read_bytes() == config_before
+    code, err = run_cli(base + ["--resume", "--set", "kd.teacher_init=same"], capsys)
+    assert_clean(code, err, "kd.teacher_init")
+    assert run_cli(base + ["--resume", "--epochs", "2", "--set", "num_workers=0"], capsys)[0] == 0
+
+
+# ---------------------------------------------------------------- files
+def test_orphaned_temp_files_are_removed_and_files_follow_the_umask(tmp_path):
+    orphan = tmp_path / ".checkpoint.pt.abc123.tmp"
+    orphan.write_bytes(b"half")
+    other = tmp_path / ".other.pt.abc.tmp"
+    other.write_bytes(b"keep")
+    old = os.umask(0o027)
+    try:
+        write_text(tmp_path / "checkpoint.pt", "ok")
+    finally:
+        os.umask(old)
+    assert not orphan.exists() and other.exists()
+    assert stat.S_IMODE((tmp_path / "checkpoint.pt").stat().st_mode) == 0o640
+
+
+def test_weights_gone_non_finite_are_never_saved(tmp_path):
+    from flatkd.errors import TrainingDiverged
+    from flatkd.training import Trainer, resolve
+
+    def poison(t, u, x, y):            # a BN buffer: the train-mode loss stays finite
+        if u.spec.step == 2:
+            t.method.nets.modules["student"].stem[1].running_var.fill_(math.inf)
+
+    cfg = resolve("baseline", "resnet8", "digits", epochs=2,
+                  overrides={"train_subset": 32, "test_subset": 16, "batch_size": 16})
+    t = Trainer(cfg, tmp_path / "run", progress=False, on_update=poison)
+    with pytest.raises(TrainingDiverged, match=r"student weight stem.1.running_var became non-finite "
+                                               r"by step 2 \(epoch 1\); not saved: no checkpoint"):
+        t.run()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
