@@ -1,5 +1,8 @@
 """Training augmentation as a pure function of (image, generator), for exact replay.
 
+This module holds the ``crop-flip`` policy and the shared pieces (per-item seeds, the augmented
+dataset wrapper, nearest rotation); the named policies are in :mod:`flatkd.datasets.policies`.
+
 An :class:`Augment` draws every random parameter from the ``torch.Generator`` it is given
 (never the global RNG), so the same (image, generator state) always gives the same pixels:
 spaced KD can re-create a batch's augmented images from (sample index, seed) instead of storing
@@ -19,9 +22,10 @@ Random draws per call, in order: 2 integers (crop top, left), then 1 uniform (fl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +45,7 @@ class Augment:
     hflip: bool = True
     rotation: float = 0.0  # max |angle| in degrees; 0 disables the op
     fill: float = 0.0  # padding value in [0, 1] (BYOT's train.py pads with 128/255)
+    needs_original = False  # class attribute: works on the dataset's items as they are
 
     def params(self, height: int, width: int, generator: torch.Generator) -> dict:
         """Draw this call's parameters: crop ``top``/``left``, ``flip`` (bool), ``angle`` (°)."""
@@ -75,7 +80,7 @@ class Augment:
         if self.hflip:
             parts.append("RandomHorizontalFlip(p=0.5)")
         if self.rotation > 0:
-            parts.append(f"RandomRotation({self.rotation:g}, nearest, fill=0)")
+            parts.append(f"RandomRotation({self.rotation:g}, nearest, fill={self.fill:g})")
         return " + ".join(parts)
 
 
@@ -106,8 +111,30 @@ def rotate_nearest(img: torch.Tensor, angle: float, fill: float = 0.0) -> torch.
     return torch.where(out[c:] < 0.5, torch.full_like(out[:c], fill), out[:c])
 
 
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread (restored afterwards).
+
+    Per-image ops are latency-bound: on a loaded 2-core machine torchvision's affine/rotate
+    (a ``bmm``), sharpness (a ``conv2d``) and even ``round_`` on one 32-px image took 0.1 ms
+    with one thread and 5–50 ms with two (threads waiting on each other); the AutoAugment
+    pipeline went from 12 ms to 0.36 ms per image, a 500×375 RandomResizedCrop from 39 ms to
+    1.5 ms. One thread also makes the pixels independent of the machine's thread count.
+    DataLoader workers already run single-threaded.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def for_dataset(name: str, rotation: bool = False) -> Augment:
-    """The paper's training augmentation for dataset ``name``.
+    """The ``crop-flip`` policy for dataset ``name`` (other policies: ``datasets.train_augment``).
 
     Crop (pad 4) for all; horizontal flip where ``spec(name).hflip`` (not digits);
     ``rotation=True`` adds RandomRotation(15) (official CIFAR online-KD pipeline).

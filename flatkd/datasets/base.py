@@ -30,6 +30,9 @@ class DatasetSpec:
     ``num_classes``/``train_size``/``test_size`` are ``None`` when only the files on disk know
     them (``imagefolder`` before a root is read). ``hflip`` says whether a horizontal flip keeps
     the label (False for digits). ``augmentation`` describes the paper's training augmentation.
+    ``train_policy`` names the default training-augmentation policy
+    (:mod:`flatkd.datasets.policies`) for every method, ``self_policy`` the one for self-KD
+    methods when it differs (empty: same as ``train_policy``).
     """
 
     name: str
@@ -42,6 +45,8 @@ class DatasetSpec:
     hflip: bool = True
     augmentation: str = ""
     description: str = ""
+    train_policy: str = "crop-flip"
+    self_policy: str = ""
 
     def replace(self, **changes: Any) -> "DatasetSpec":
         return dataclasses.replace(self, **changes)
@@ -103,6 +108,10 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def originals(self) -> "TensorImageDataset":
+        """The dataset with items at their original size: in memory they already are (self)."""
+        return self
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         img = self.images[index]
         # a fresh tensor either way, so callers may modify it in place
@@ -117,22 +126,33 @@ class FileImageDataset(Dataset):
     no-op when it already has that length) and the centre ``size``×``size`` is cropped
     (``crop_fraction=1`` resizes the short side straight to ``size``, so a ``size``×``size``
     image comes out unchanged). Items: float32 ``[3, size, size]`` in [0, 1].
+
+    ``resize=False`` (:meth:`originals`) yields every file at its own size instead: float32
+    ``[3, H, W]``, for augmentations that crop from the original image (RandomResizedCrop).
     """
 
     def __init__(self, samples: Sequence[tuple[str | Path, int]], spec: DatasetSpec,
-                 size: int, crop_fraction: float = 1.0, classes: Sequence[str] = ()):
+                 size: int, crop_fraction: float = 1.0, classes: Sequence[str] = (),
+                 resize: bool = True):
         self.samples = [(Path(p), int(y)) for p, y in samples]
         self.targets = [y for _, y in self.samples]
         self.spec = spec
         self.size = int(size)
         self.crop_fraction = float(crop_fraction)
         self.classes = list(classes)
+        self.resize = bool(resize)
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def originals(self) -> "FileImageDataset":
+        """The same files and labels, items decoded at their own size (no resize, no crop)."""
+        return FileImageDataset(self.samples, self.spec, self.size, self.crop_fraction,
+                                self.classes, resize=False)
+
     def load_uint8(self, index: int) -> torch.Tensor:
-        """Item ``index`` as uint8 ``[3, size, size]`` (before conversion to [0, 1])."""
+        """Item ``index`` as uint8 ``[3, size, size]`` (``[3, H, W]`` of the file when not
+        ``resize``), before conversion to [0, 1]."""
         import torchvision.transforms.v2.functional as TF
         from PIL import Image, UnidentifiedImageError
 
@@ -142,6 +162,8 @@ class FileImageDataset(Dataset):
                 img = TF.pil_to_tensor(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
             raise FlatkdError(f"cannot read image {path}: {e}") from None
+        if not self.resize:
+            return img
         img = TF.resize(img, [round(self.size / self.crop_fraction)], antialias=True)
         return TF.center_crop(img, [self.size, self.size])
 
