@@ -15,6 +15,10 @@ archive first; reading is always done here, with an unpickler that only admits n
 Normalisation constants: the official code (BYOT ``train.py``, which Spaced-KD builds on) uses
 the CIFAR-10 constants mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010) for both
 CIFAR-10 and CIFAR-100; flatkd follows it.
+
+Training augmentation (:mod:`flatkd.datasets.policies`): ``crop-flip`` by default (the
+Spaced-KD / online-KD pipeline); ``autoaugment-cutout`` for self-KD methods, because BYOT's
+``train.py`` always trains with AutoAugment (CIFAR-10 policy) + Cutout(16).
 """
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ from .base import DATASETS, DatasetFamily, DatasetSpec, TensorImageDataset, defa
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
-AUGMENTATION = ("RandomCrop(32, padding=4) + RandomHorizontalFlip; "
-                "+ RandomRotation(15) for online KD (rotation=True)")
+AUGMENTATION = ("crop-flip: RandomCrop(32, padding=4) + RandomHorizontalFlip, "
+                "+ RandomRotation(15) for online KD (rotation=True); self-KD (BYOT): "
+                "autoaugment-cutout: RandomCrop(32, padding=4, fill=128) + RandomHorizontalFlip "
+                "+ AutoAugment(CIFAR10) + Cutout(16)")
 
 # name → (folder, train files, test files, label key, num_classes, torchvision class name)
 LAYOUTS = {
@@ -130,6 +136,7 @@ def _spec(name: str) -> DatasetSpec:
     n = LAYOUTS[name][4]
     return DatasetSpec(name=name, num_classes=n, image_size=32, mean=MEAN, std=STD,
                        train_size=50000, test_size=10000, hflip=True, augmentation=AUGMENTATION,
+                       self_policy="autoaugment-cutout",
                        description=f"CIFAR-{n} python-pickle batches (torchvision layout)")
 
 

@@ -11,6 +11,13 @@ and made ``image_size``×``image_size`` (option, default 224): short side resize
 ``round(image_size / crop_fraction)`` (option, default 0.875, i.e. 256 → 224 as in ImageNet
 evaluation), bilinear antialiased, then centre-cropped; the same for both splits (training
 augmentation is applied afterwards). Normalisation: ImageNet mean/std.
+
+Training augmentation: the ``imagenet`` policy by default (:mod:`flatkd.datasets.resized_crop`:
+RandomResizedCrop(``image_size``) + horizontal flip of the *original* image, loaded with
+``datasets.get(..., original=True)``), with the Resize(256) + CenterCrop(224) of the test split
+as its evaluation transform — the standard ImageNet pipeline. ``imagefolder`` is flatkd's
+"large image" family: ImageNet-scale photographs of any size, trained and evaluated at
+``image_size``. (``tinyimagenet``, 64 px, keeps ``crop-flip``: RandomCrop(64, pad 4) + flip.)
 """
 from __future__ import annotations
 
@@ -36,7 +43,9 @@ def _spec(image_size: int = DEFAULT_SIZE, crop_fraction: float = DEFAULT_CROP_FR
     return DatasetSpec(
         name="imagefolder", num_classes=None, image_size=image_size,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, hflip=True,
-        augmentation=f"RandomCrop({image_size}, padding=4) + RandomHorizontalFlip",
+        augmentation=f"imagenet: RandomResizedCrop({image_size}) + RandomHorizontalFlip; "
+        f"test: Resize({round(image_size / crop_fraction)}) + CenterCrop({image_size})",
+        train_policy="imagenet",
         description=f"ImageNet-style folder, Resize(short side {round(image_size / crop_fraction)}) "
         f"+ CenterCrop({image_size})",
     )
