@@ -31,3 +31,35 @@ def test_bad_input_is_one_line_exit_2(argv, expect, capsys, tmp_path, monkeypatc
     assert err.count("\n") == 1 and err.startswith("flatkd: error:")
     assert expect in err
     assert not (tmp_path / "x").exists()          # nothing half-written
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["report"], ["demo"], ["config"]])
+def test_help_states_defaults_and_cites_no_internal_document(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(command + ["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "SPEC" not in text and "§" not in text and "``" not in text
+    assert "(default: None)" not in text
+    if command in (["train"], ["eval"]):
+        assert "examples:" in text and "flatkd config" in text
+    if command == ["eval"]:
+        assert "(default: student)" in text and "{student,teacher}" in text
+
+
+def test_version_and_config_listing(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("flatkd ")
+    for which, key, shown in (("train", "kd.teacher_init", "independent"),
+                              ("eval", "hessian.samples", "256")):
+        assert main(["config", which]) == 0
+        out = capsys.readouterr().out
+        assert f"{key} = {shown}\n" in out
+        assert "SPEC" not in out and "§7" not in out and "``" not in out
+        lines = out.splitlines()
+        meanings = lines[1::2]
+        assert len(meanings) == len(lines) // 2 and all(m.strip() for m in meanings), \
+            [lines[i - 1] for i, m in enumerate(lines) if i % 2 and not m.strip()]
+    assert main(["config", "train", "--dataset", "digits"]) == 0
+    assert "batch_size = 16\n" in capsys.readouterr().out
