@@ -57,7 +57,7 @@ class HessianConfig:
     density_width: Gaussian broadening, as a fraction of the spectral range (default 0.01).
     bn_mode: ``eval`` (default: BatchNorm uses its running statistics, so the loss is a sum over
         samples and does not depend on batching) or ``train`` (batch statistics; the Hessian then
-        depends on the batch size, and the spectrum differs by orders of magnitude — SPEC §7).
+        depends on the batch size, and the spectrum differs by orders of magnitude).
         Running statistics are restored afterwards either way.
     tol: relative residual tolerance of the top-k Ritz values (native) / relative eigenvalue
         change between power iterations (pyhessian) (default 1e-4).
