@@ -30,6 +30,14 @@ def execute(name: str, params: dict) -> nbformat.NotebookNode:
     return nb
 
 
+def warnings_shown(nb) -> list[str]:
+    """Every stderr stream and error output of the executed notebook (library warnings land on
+    stderr); kernel start-up messages are not cell outputs and do not count."""
+    return [o.get("text", "") or o.get("evalue", "") for c in nb.cells
+            for o in c.get("outputs", []) if o.get("name") == "stderr"
+            or o.get("output_type") == "error"]
+
+
 def outputs(nb) -> tuple[str, int]:
     """All text printed/displayed by the notebook, and the number of PNG images shown."""
     text, images = [], 0
@@ -54,19 +62,37 @@ def test_theory_notebook_runs_and_reports_verdicts():
     nb = execute("01_theory.ipynb", {"seeds": [0, 1], "epochs": 12, "n_train": 96, "dim": 4,
                                      "hidden": 8, "record_points": 3, "converge_steps": 300})
     text, images = outputs(nb)
+    assert warnings_shown(nb) == []
     assert images == 2
     assert "P = 121 parameters" in text
     assert "Lemma 4.3 (E u_k(t) ≤ E u_t, averaged over 2 seeds) holds at" in text
     assert "(a) Own trajectories" in text and "Over-parameterised" in text
 
 
+def test_theory_notebook_names_the_theory_package():
+    nb = json.loads((NOTEBOOKS / "01_theory.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "flatkd/theory.py" not in text and "`flatkd/theory/` package" in text
+
+
+@pytest.mark.parametrize("name", ["01_theory.ipynb", "02_generalization_report.ipynb"])
+def test_notebook_text_cites_no_internal_documents(name):
+    assert "SPEC" not in (NOTEBOOKS / name).read_text()
+
+
 def test_report_notebook_renders_fake_results(tmp_path):
-    fx.write_results(tmp_path / "results")
+    paths = fx.write_results(tmp_path / "results", intervals={"spaced-online": (0.5,)})
+    fx.write_checkpoints(paths)
     nb = execute("02_generalization_report.ipynb",
                  {"results_dir": str(tmp_path / "results"), "out_dir": str(tmp_path / "report")})
     text, images = outputs(nb)
+    assert warnings_shown(nb) == []          # e.g. no tqdm "IProgress not found" (ipywidgets)
     assert (tmp_path / "report" / "report.md").is_file()
-    assert "15 result files" in text
-    assert images == 5  # perturbation, density, corruption bars + heatmap, BIM (no checkpoints)
-    assert "± " in text and "NOT significant" in text and "is significant" in text
-    assert "(no training_curves figure" in text
+    assert "18 result files" in text
+    # perturbation, density, corruption bars + heatmap, BIM, accuracy vs interval, training curves
+    assert images == 7
+    assert "± " in text and "best over epochs" in text and "exit ensemble" in text
+    assert "NOT significant" in text and "the gain does not survive" in text
+    assert "spaced-online (s=1.5) vs online, accuracy (final)" in text
+    assert "corruption accuracy: spaced mean higher in" in text
+    assert "(no training_curves figure" not in text and "without a readable checkpoint" not in text

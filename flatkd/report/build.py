@@ -16,8 +16,6 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
-
 from ..io import write_text
 from . import figures as F
 from . import tables as T
@@ -91,18 +89,20 @@ def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> l
             groups = ", ".join(dict.fromkeys(c["group"]))
             md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "",
                    f"{note} {groups}; {constants}.", "",
-                   _write_table(out, f"corruption_{family}", c, T.corruption_display(c), written),
-                   *[f"* {x}" for x in T.cells_summary(c, "corruption accuracy", spaced_m,
-                                                      plain_m)], ""]
+                   _write_table(out, f"corruption_{family}", c, T.corruption_display(c), written)]
+            summary = T.cells_summary(c, "corruption accuracy", spaced_m, plain_m)
+            written["summaries"] += summary
+            md += [*[f"* {x}" for x in summary], ""]
         if len(b):
             groups = ", ".join(dict.fromkeys(b["group"]))
             md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "",
                    f"{note} {groups}.", "",
                    _write_table(out, f"bim_{family}", b,
                                 T.bim_display(b, f"w/o Ours ({plain_m})",
-                                              f"w/ Ours ({spaced_m})"), written),
-                   *[f"* {x}" for x in T.cells_summary(b, "BIM accuracy", spaced_m, plain_m)],
-                   ""]
+                                              f"w/ Ours ({spaced_m})"), written)]
+            summary = T.cells_summary(b, "BIM accuracy", spaced_m, plain_m)
+            written["summaries"] += summary
+            md += [*[f"* {x}" for x in summary], ""]
     return md
 
 
@@ -171,25 +171,42 @@ def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, show: bool):
+    """A tqdm bar when asked for; otherwise tqdm is not even imported (``tqdm.auto`` warns in a
+    notebook kernel without ipywidgets, and a report built from a notebook shows no bar)."""
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="report")
+
+
 def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                  progress: bool = False) -> dict:
     """Render the report of the given result files (directories are searched recursively).
 
     Returns ``{"markdown": Path, "tables": {name: [csv, md]}, "figures": {stem: [png, pdf]},
-    "n_results": int, "skipped": [reason, ...], "verdicts": [sentence, ...],
-    "files": [every path written]}``.
+    "n_results": int, "skipped": [reason, ...], "verdicts": [sentence, ...] (does spaced KD's
+    gain survive, per accuracy selection and flatness metric), "summaries": [sentence, ...]
+    (corruption and BIM cells), "files": [every path written]}``.
     """
     results = load_results(result_paths)
     out = Path(out_dir)
     written: dict = {"markdown": out / "report.md", "tables": {}, "figures": {},
-                     "n_results": len(results), "skipped": [], "verdicts": []}
+                     "n_results": len(results), "skipped": [], "verdicts": [], "summaries": []}
     histories, skipped = load_histories(results)
     curves = _curves(results, histories)
     jobs = _figure_jobs(results, _rules(results, histories))
     intervals = T.interval_table(results, histories)
     cells = list(dict.fromkeys(zip(intervals["dataset"], intervals["network"])))
-    bar = tqdm(total=6 + len(jobs) + len(cells) + bool(curves), desc="report",
-               disable=not progress)
+    bar = _progress(6 + len(jobs) + len(cells) + bool(curves), progress)
 
     md = ["# flatkd report", "",
           f"{len(results)} result files, {len(group(results))} configurations.", ""]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.func import grad, hessian, jacrev, vmap
+from torch.func import grad, jacrev, vmap
 
 from .model import MLP
 
@@ -63,7 +63,9 @@ def output_hessian_traces(model: MLP, theta: torch.Tensor, x: torch.Tensor) -> t
     h = x
     for j in range(n_layers - 1):
         z = layer(j, h)
-        d2 = vmap(hessian(tail), in_dims=(0, None))(z, j)          # [N, w, w]
+        # reverse-over-reverse: torch.func.hessian (forward-over-reverse) would load torch's
+        # TorchScript jvp decompositions, which warn that torch.jit.script is deprecated
+        d2 = vmap(jacrev(jacrev(tail)), in_dims=(0, None))(z, j)   # [N, w, w]
         total = total + ((h ** 2).sum(1) + 1) * torch.diagonal(d2, dim1=-2, dim2=-1).sum(-1)
         h = torch.tanh(z)
     return total
