@@ -295,6 +295,20 @@ def test_batch_spec_materialised_twice_is_pixel_equal(dataset, policy, tiny_cifa
     for (xa, ya), (xb, yb) in zip(first, second):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(first[0][0][0], first[1][0][0])
+    if dataset == "cifar100":                    # worker processes give the same pixels
+        workers = [x for _, x, _ in materialize(train, aug, specs, num_workers=2)]
+        assert all(torch.equal(x, xa) for x, (xa, _) in zip(workers, first))
     other = epoch_specs(len(train), 2, seed=1, epoch=1, first_step=1)[0]
     [(_, x_other, _)] = list(materialize(train, aug, [other]))
     assert not torch.equal(x_other, first[0][0])
+
+
+@pytest.mark.parametrize("policy", ["crop-flip", "autoaugment-cutout", "imagenet"])
+def test_policies_survive_pickling_for_dataloader_workers(policy):
+    import pickle
+
+    aug = D.train_augment("cifar10", policy)
+    clone = pickle.loads(pickle.dumps(aug))
+    x = _cifar_like(6)
+    assert clone.describe() == aug.describe()
+    assert torch.equal(clone(x, generator_for(9)), aug(x, generator_for(9)))
