@@ -1,4 +1,5 @@
-"""Report: tables in the paper's layout and seaborn figures from result files (SPEC §6).
+"""Report: tables in the paper's layout and seaborn figures from the result files written by
+``flatkd eval``.
 
 ``build_report(paths, out_dir)`` is the entry point of ``flatkd report`` and the notebooks.
 """

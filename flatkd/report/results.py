@@ -1,4 +1,5 @@
-"""Load and validate result files (SPEC §6) and group them across seeds.
+"""Load and validate result files (the JSON written by ``flatkd eval``) and group them
+across seeds.
 
 A result file is the JSON written by ``flatkd eval``: ``{"format": "flatkd.result", "version": 1,
 "checkpoint": {...}, "flatness": {...}?, "robustness": {...}?, "provenance": {...}}``. Sections that
@@ -152,7 +153,8 @@ def sort_keys(keys: Iterable[GroupKey]) -> list[GroupKey]:
 
 
 def validate(data: Any, source: str) -> None:
-    """Raise :class:`FlatkdError` naming ``source`` unless ``data`` is a SPEC §6 result."""
+    """Raise :class:`FlatkdError` naming ``source`` unless ``data`` is a flatkd result (format
+    and version, checkpoint fields, accuracies as fractions)."""
     if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
         raise FlatkdError(f"{source}: not a flatkd result file (expected format {RESULT_FORMAT!r})")
     if data.get("version") != RESULT_VERSION:
@@ -257,7 +259,7 @@ class TrainingHistory:
     """What a result's checkpoint says about training: per-epoch ``rows`` (``ck.metrics``),
     spaced replay ``boundaries`` in epochs (``ck.interval_boundaries_epochs()``), the number
     of student optimizer steps ``step`` (the last row's ``student_steps``, else ``ck.step``;
-    spaced self-KD takes extra replay steps, SPEC §3) and the checkpoint's ``num_classes``."""
+    spaced self-KD takes extra replay steps) and the checkpoint's ``num_classes``."""
 
     rows: list[dict]
     boundaries: list[float]
