@@ -44,7 +44,7 @@ CONTEXT = "notebook"
 #: (other intervals, teacher models, unknown methods) take :data:`SPARE_COLORS` in turn.
 METHOD_COLORS = {"baseline": "#4d4d4d", "online": "#0173b2", "spaced-online": "#de8f05",
                  "self": "#029e73", "spaced-self": "#cc78bc"}
-SPARE_COLORS = ("#d55e00", "#56b4e9", "#ca9161", "#8c0f5f", "#949494", "#ece133", "#1b4f2a")
+SPARE_COLORS = ("#8c0f5f", "#d55e00", "#ca9161", "#56b4e9", "#1b4f2a", "#949494", "#ece133")
 #: what the corruption severity constants mean, for captions.
 CONSTANTS_TEXT = {"imagenet-c": "imagenet-c (ImageNet-C's parameters, harsher at 32 px)",
                   "cifar-c": "cifar-c (CIFAR-10-C generator's severity tables)"}
