@@ -286,3 +286,39 @@ def test_self_kd_records_every_exit_and_the_ensemble(tmp_path):
     assert row["exit_2_test_acc"] == (z[2].argmax(1) == ys).float().mean().item()
     assert row["ensemble_test_acc"] == (torch.stack(z).mean(0).argmax(1) == ys).float().mean().item()
     assert row["student_test_acc"] == (z[0].argmax(1) == ys).float().mean().item()
+
+
+def test_spaced_self_on_cifar_uses_byot_augmentation_and_replays_it_exactly(tmp_path, tiny_cifar10):
+    root, _ = tiny_cifar10
+    seen = {}
+
+    def hook(t, u, x, y):
+        seen.setdefault(u.spec.step, []).append((u.role, x.clone()))
+
+    cfg = resolve("spaced-self", "resnet8", "cifar10", epochs=1, interval=0.5,
+                  overrides={"data_root": str(root), "batch_size": 4})
+    t = Trainer(cfg, tmp_path / "ss", progress=False, on_update=hook)
+    assert t.augment_policy == "autoaugment-cutout"
+    assert "AutoAugment" in t._derived()["augmentation"]
+    t.run()
+    replayed = [s for s, ups in seen.items() if [r for r, _ in ups] == ["deep", "self"]]
+    assert len(replayed) >= 2
+    for step in replayed:
+        (_, deep), (_, replay) = seen[step]
+        assert torch.equal(deep, replay)                     # same pixels, AutoAugment included
+    online = resolve("online", "resnet8", "cifar10", overrides={"data_root": str(root), "batch_size": 4})
+    assert Trainer(online, tmp_path / "o", progress=False).augment_policy == "crop-flip"
+
+
+def test_imagefolder_trains_with_random_resized_crops_of_the_originals(tmp_path, tiny_imagefolder):
+    root, _ = tiny_imagefolder
+    cfg = resolve("baseline", "resnet8", "imagefolder", epochs=1,
+                  overrides={"data_root": str(root), "batch_size": 2})
+    t = Trainer(cfg, tmp_path / "if", progress=False)
+    assert t.augment_policy == "imagenet" and t.augment.needs_original
+    assert t.test_set[0][0].shape == (3, 224, 224)           # Resize(256) + CenterCrop(224)
+    t.run()
+    assert t.opt_steps == {"student": 2}
+    bad = resolve("baseline", "resnet8", "digits", overrides={"augment.policy": "randaug"})
+    with pytest.raises(FlatkdError, match="valid choices: autoaugment-cutout, crop-flip, imagenet"):
+        Trainer(bad, tmp_path / "bad", progress=False)

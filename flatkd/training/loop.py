@@ -32,8 +32,7 @@ from .methods import METHODS, Method, Update
 CHECKPOINT_NAME = "checkpoint.pt"
 #: settings --resume may change: they do not alter what is computed (data_root: the data moved)
 RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download")
-ROTATION_DATASETS = ("cifar10", "cifar100")             # official CIFAR online-KD pipeline:
-ROTATION_METHODS = ("baseline", "online", "spaced-online")  # + RandomRotation(15)
+ROTATION_DATASETS = ("cifar10", "cifar100")   # official CIFAR online-KD pipeline: + RandomRotation(15)
 
 OnUpdate = Callable[["Trainer", Update, torch.Tensor, torch.Tensor], None]
 
@@ -81,7 +80,12 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.spec = datasets.spec(cfg.dataset)
         kw = {"root": cfg.data_root, "download": cfg.download}
-        self.train_set = datasets.get(cfg.dataset, "train", **kw)
+        rotation = cfg.augment.rotation if cfg.augment.rotation is not None else \
+            cfg.dataset in ROTATION_DATASETS and method_cls.official_rotation
+        self.augment_policy = cfg.augment.policy or datasets.default_policy(
+            cfg.dataset, method_cls.augment_family)
+        self.augment = datasets.train_augment(cfg.dataset, self.augment_policy, rotation)
+        self.train_set = datasets.get(cfg.dataset, "train", original=self.augment.needs_original, **kw)
         self.test_set = datasets.get(cfg.dataset, "test", **kw)
         if cfg.train_subset is not None:
             self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
@@ -91,9 +95,6 @@ class Trainer:
             raise FlatkdError(f"batch_size={cfg.batch_size} exceeds the {len(self.train_set)} "
                               f"training samples of {cfg.dataset}; choose at most {len(self.train_set)}")
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
-        rotation = cfg.augment.rotation if cfg.augment.rotation is not None else \
-            cfg.dataset in ROTATION_DATASETS and cfg.method in ROTATION_METHODS
-        self.augment = datasets.for_dataset(cfg.dataset, rotation=rotation)
         self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
         self.total_steps = self.bpe * cfg.epochs
         self.interval_epochs = self._interval(method_cls)
@@ -241,7 +242,8 @@ class Trainer:
     def _derived(self) -> dict:
         return {"batches_per_epoch": self.bpe, "total_steps": self.total_steps,
                 "interval_epochs": self.interval_epochs, "interval_steps": self.interval_steps,
-                "augmentation": self.augment.describe(), "preset": self.cfg.preset,
+                "augmentation": self.augment.describe(), "augment_policy": self.augment_policy,
+                "preset": self.cfg.preset,
                 "device": str(self.device), "options": self.method.options()}
 
     def _save(self, epoch: int) -> None:

@@ -45,6 +45,8 @@ def projector(d_student: int, d_teacher: int) -> nn.Module:
 class Baseline(Method):
     """Plain cross-entropy training of one network ("w/o KD")."""
 
+    official_rotation = True
+
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
         kw = _arch_kwargs(cfg.arch, num_classes, mean, std)
@@ -67,6 +69,8 @@ class OnlineKD(Method):
     (1−α)·CE + α·KD(f, g) + β·feature(projector(f_feat), g_feat), distilling from the
     teacher's *pre-update* outputs on the same batch (as in the official code).
     """
+
+    official_rotation = True
 
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:

@@ -32,6 +32,8 @@ class SelfKD(Method):
         + β·Σ_{i ∈ feature_exits} ‖adapt_i(h_i) − h_0.detach()‖   (BYOT; α=0.3, T=3, β=0.03)
     """
 
+    augment_family = "self"
+
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
         kw = _arch_kwargs(cfg.arch, num_classes, mean, std, multi_exit=True)
