@@ -133,6 +133,22 @@ def test_checkpoint_without_optimizer_state_refuses_resume(tmp_path):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False)
 
 
+def test_student_only_archive_keeps_the_student_exactly_and_refuses_resume(tmp_path):
+    over = {**ARGS, "train_subset": 32, "save_optimizer": False}
+    full = Trainer(resolve("online", "resnet8", "digits", epochs=1, overrides=over),
+                   tmp_path / "full", progress=False).run()
+    slim = Trainer(resolve("online", "resnet8", "digits", epochs=1,
+                           overrides={**over, "checkpoint_networks": "student"}),
+                   tmp_path / "slim", progress=False).run()
+    a, b = flatkd.load_checkpoint(full), flatkd.load_checkpoint(slim)
+    assert b.model_names == ["student"] and set(b.raw["models"]) == {"student"}
+    assert all(torch.equal(v, b.raw["models"]["student"][k]) for k, v in a.raw["models"]["student"].items())
+    assert b.metrics[-1]["teacher_test_acc"] == a.metrics[-1]["teacher_test_acc"]
+    assert slim.stat().st_size < 0.6 * full.stat().st_size
+    with pytest.raises(flatkd.FlatkdError, match="valid choices: student"):
+        b.build_model("teacher")
+
+
 def test_self_kd_student_builds_as_deployed_backbone(tmp_path):
     cfg = resolve("self", "resnet8", "digits", epochs=1, overrides={**ARGS, "train_subset": 32})
     t = Trainer(cfg, tmp_path / "self", progress=False)

@@ -140,6 +140,9 @@ class TrainConfig:
     teacher_width: channel multiplier of the teacher (default 1; 2 gives a ResNet×2).
     checkpoint_every: also checkpoint every N steps within an epoch (0: at epoch ends only).
     save_optimizer: keep optimizer state in the checkpoint (needed by --resume).
+    checkpoint_networks: all (default) or student: keep only the student's weights, a smaller
+        archive that evaluates like any checkpoint but cannot be resumed (metrics.csv still
+        holds every network's curves).
     amp: mixed-precision autocast on CUDA.
     preset: filled in by flatkd: the dataset preset file that was applied.
     """
@@ -160,6 +163,7 @@ class TrainConfig:
     teacher_width: float = 1.0
     checkpoint_every: int = 0
     save_optimizer: bool = True
+    checkpoint_networks: Literal["all", "student"] = "all"
     amp: bool = False
     preset: Optional[str] = None
     optim: OptimConfig = field(default_factory=OptimConfig)

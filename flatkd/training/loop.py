@@ -259,23 +259,29 @@ class Trainer:
         payload = ckpt.plain({
             "format": ckpt.FORMAT, "version": ckpt.VERSION, "method": self.cfg.method,
             "arch": self.cfg.arch, "dataset": self.cfg.dataset, "num_classes": self.num_classes,
-            "architectures": nets.architectures, "epoch": epoch, "step": self.step,
+            "architectures": self._kept(nets.architectures), "epoch": epoch, "step": self.step,
             "config": to_plain(self.cfg), "metrics": self.metrics, "provenance": self.provenance,
             "state": {**self._derived(), "method": self.method.state_dict(),
                       "replay_steps": list(self.method.replay_steps),
                       "optimizer_steps": dict(self.opt_steps),
                       "partial_sums": dict(self._sums), "partial_counts": dict(self._counts)},
         })
-        payload["models"] = {n: m.state_dict() for n, m in nets.modules.items()}
+        payload["models"] = self._kept({n: m.state_dict() for n, m in nets.modules.items()})
         payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()} \
             if self.cfg.save_optimizer else {}
         ckpt.save(self.ckpt_path, payload)
 
+    def _kept(self, by_network: dict) -> dict:
+        """The entries of the networks the checkpoint keeps (``checkpoint_networks``)."""
+        if self.cfg.checkpoint_networks == "all":
+            return by_network
+        return {n: v for n, v in by_network.items() if n == "student"}
+
     def _restore(self, raw: dict) -> None:
         saved = raw["config"]
-        if not saved.get("save_optimizer", True):
-            raise FlatkdError("--resume: this checkpoint was saved without optimizer state "
-                              "(save_optimizer=false); it cannot be resumed")
+        if not saved.get("save_optimizer", True) or saved.get("checkpoint_networks", "all") != "all":
+            raise FlatkdError("--resume: this checkpoint was saved as an archive (without optimizer "
+                              "state or without every network); it cannot be resumed")
         now, was = cfgmod.flatten(to_plain(self.cfg)), cfgmod.flatten(saved)
         for key in sorted(set(now) | set(was)):
             if key not in RESUME_MAY_CHANGE and now.get(key) != was.get(key):
