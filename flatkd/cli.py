@@ -152,7 +152,9 @@ def _eval(a) -> None:
 
 
 def _report(a) -> None:
+    from .io import writable_target
     from .report import build_report
+    writable_target(a.out, "report directory")
     written = build_report(a.results, a.out)
     print(f"report: {a.out} ({len(written.get('files', written))} files)")
 
@@ -178,6 +180,8 @@ def _config(a) -> None:
 
 def _demo(a) -> None:
     from .demo import run_demo
+    from .io import writable_target
+    writable_target(a.out, "demo directory")
     print(f"report: {run_demo(a.out, progress=not a.quiet)}")
 
 

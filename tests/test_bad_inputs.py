@@ -191,3 +191,39 @@ def test_weights_gone_non_finite_are_never_saved(tmp_path):
                                                r"by step 2 \(epoch 1\); not saved: no checkpoint"):
         t.run()
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------- report inputs
+def _result(**sections):
+    return {"format": "flatkd.result", "version": 1,
+            "checkpoint": {"method": "online", "arch": "resnet8", "dataset": "digits",
+                           "interval": None}, **sections, "provenance": {}}
+
+
+@pytest.mark.parametrize("sections,expect", [
+    ({"flatness": "flat"}, "flatness must be an object, got str"),
+    ({"flatness": {"hessian": {"trace": {"mean": "big"}}}}, "flatness.hessian.trace.mean must be int or float"),
+    ({"flatness": {"hessian": {"top_eigenvalues": 3.0}}}, "flatness.hessian.top_eigenvalues must be a list"),
+    ({"flatness": {"perturbation": [{"sigma": None}]}}, "flatness.perturbation[0].sigma must be int or float"),
+    ({"robustness": {"corruptions": {"frost": 0.5}}}, "robustness.corruptions must be a list"),
+    ({"robustness": {"corruptions": ["frost"]}}, "robustness.corruptions[0] must be an object"),
+    ({"robustness": {"adversarial": [{"attack": "BIM", "epsilon": 0.1, "accuracy": True}]}},
+     "robustness.adversarial[0].accuracy must be int or float"),
+    ({"robustness": {"clean_accuracy": 97}}, "accuracy must be a fraction in [0, 1]"),
+])
+def test_report_refuses_results_with_wrongly_typed_sections(sections, expect, tmp_path, capsys):
+    import json
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_result(**sections)))
+    code, err = run_cli(["report", bad, "--out", tmp_path / "report"], capsys)
+    assert_clean(code, err, expect)
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("command", [["report", "x.json"], ["demo"]])
+def test_report_and_demo_output_that_is_a_file_is_refused(command, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    code, err = run_cli(command + ["--out", taken], capsys)
+    assert_clean(code, err, "exists and is a file")
+    assert taken.read_text() == "x"

@@ -152,6 +152,44 @@ def sort_keys(keys: Iterable[GroupKey]) -> list[GroupKey]:
                                        -1.0 if k.interval is None else k.interval, k.model))
 
 
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+#: the types of the result sections the report reads (keys optional; unknown keys are ignored)
+SECTION_TYPES: dict = {
+    "flatness": {
+        "hessian": {"trace": {"mean": _NUM, "stderr": _OPT_NUM, "n_hvp": int},
+                    "top_eigenvalues": [_NUM], "density": {"grid": [_NUM], "values": [_NUM]},
+                    "backend": str, "n_samples": int},
+        "perturbation": [{"sigma": _NUM, "loss_mean": _NUM, "loss_std": _OPT_NUM,
+                          "acc_mean": _NUM, "acc_std": _OPT_NUM, "repeats": int}],
+    },
+    "robustness": {
+        "clean_accuracy": _NUM,
+        "corruptions": [{"corruption": str, "severity": int, "accuracy": _NUM}],
+        "adversarial": [{"attack": str, "epsilon": _NUM, "accuracy": _NUM}],
+    },
+}
+
+
+def _check_types(value: Any, spec: Any, where: str, source: str) -> None:
+    """Raise FlatkdError naming the field unless ``value`` matches ``spec`` (a type or tuple of
+    types, a dict of optional keys → spec, or ``[item spec]`` for a list)."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise FlatkdError(f"{source}: {where} must be an object, got {type(value).__name__}")
+        for key, sub in spec.items():
+            if key in value:
+                _check_types(value[key], sub, f"{where}.{key}", source)
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            raise FlatkdError(f"{source}: {where} must be a list, got {type(value).__name__}")
+        for i, item in enumerate(value):
+            _check_types(item, spec[0], f"{where}[{i}]", source)
+    elif not isinstance(value, spec) or isinstance(value, bool):
+        names = " or ".join(t.__name__ for t in (spec if isinstance(spec, tuple) else (spec,)))
+        raise FlatkdError(f"{source}: {where} must be {names}, got {value!r:.60}")
+
+
 def validate(data: Any, source: str) -> None:
     """Raise :class:`FlatkdError` naming ``source`` unless ``data`` is a flatkd result (format
     and version, checkpoint fields, accuracies as fractions)."""
@@ -171,9 +209,9 @@ def validate(data: Any, source: str) -> None:
                                      and math.isfinite(interval) and interval >= 0):
         raise FlatkdError(f"{source}: checkpoint.interval must be a number ≥ 0 or null, "
                           f"got {interval!r}")
-    for section in ("flatness", "robustness"):
-        if section in data and not isinstance(data[section], dict):
-            raise FlatkdError(f"{source}: section {section!r} must be an object")
+    for section, spec in SECTION_TYPES.items():
+        if section in data:
+            _check_types(data[section], spec, section, source)
     _check_fractions(data, source)
 
 
