@@ -19,7 +19,11 @@ Registered:
 * ``autoaugment-cutout`` — BYOT's self-KD pipeline: crop (fill 128/255) + flip + AutoAugment
   (CIFAR-10 policy) + Cutout(16) (:mod:`flatkd.datasets.autoaugment`);
 * ``imagenet`` — RandomResizedCrop(image size) + flip of the original image
-  (:mod:`flatkd.datasets.resized_crop`); evaluation = the dataset's Resize + CenterCrop.
+  (:mod:`flatkd.datasets.resized_crop`); evaluation = the dataset's Resize + CenterCrop;
+* ``randaugment-erasing`` — the transformer recipe: crop + flip, timm RandAugment
+  (rand-m9-mstd0.5-inc1) and timm random erasing (p 0.25) (:mod:`flatkd.datasets.timm_augment`).
+  The default of the transformer architectures, set by their recipe preset
+  (``presets/recipes/vit.yaml``), not by the dataset.
 
 Defaults (:func:`default_for`) are declared by each dataset's spec: ``train_policy`` for every
 method, ``self_policy`` (when set) for self-KD methods. CIFAR-10/100: ``crop-flip``, self-KD
@@ -37,6 +41,7 @@ from .augment import PADDING, ROTATION_DEGREES, Augment
 from .autoaugment import AutoAugmentCutout
 from .base import DatasetSpec
 from .resized_crop import ResizedCropAugment
+from .timm_augment import RandAugmentErasing
 
 SELF_FAMILY = "self"
 
@@ -78,6 +83,12 @@ POLICIES.register("crop-flip")(Policy(
 POLICIES.register("autoaugment-cutout")(Policy(
     build=lambda spec, rotation: AutoAugmentCutout(hflip=spec.hflip, rotation=_angle(rotation)),
     summary="BYOT: RandomCrop(pad 4, fill 128) + flip + AutoAugment(CIFAR-10) + Cutout(16)",
+))
+POLICIES.register("randaugment-erasing")(Policy(
+    build=lambda spec, rotation: RandAugmentErasing(mean=tuple(spec.mean), std=tuple(spec.std),
+                                                    image_size=spec.image_size, hflip=spec.hflip,
+                                                    rotation=_angle(rotation)),
+    summary="transformers: crop + flip + timm RandAugment(m9, mstd 0.5) + timm random erasing 0.25",
 ))
 POLICIES.register("imagenet")(Policy(
     build=lambda spec, rotation: ResizedCropAugment(size=spec.image_size, hflip=spec.hflip,
