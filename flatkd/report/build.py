@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from ..io import write_text
 from . import figures as F
+from . import paper_layouts
 from . import tables as T
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
                       load_results)
@@ -255,6 +256,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                "", _write_table(out, "accuracy_vs_interval", intervals,
                                 T.interval_display(intervals), written), ""]
 
+    md += paper_layouts.sections(results, histories, out, written, _write_table, F.save_figure)
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
         written["figures"][stem] = F.save_figure(build(rs), out / "figures", stem)
