@@ -22,7 +22,7 @@ def test_defaults_are_valid_and_documented_values():
     ("top_k", 0, ">= 1"),
     ("samples", -3, ">= 1"),
     ("backend", "scipy", "native, pyhessian"),
-    ("trace_estimator", "xtrace", "hutchinson, hutch++, deflated"),
+    ("trace_estimator", "lanczos", "deflated, hutch++, hutchinson, xtrace"),
     ("bn_mode", "frozen", "eval, train"),
     ("trace_hvps", 2, ">= 6"),
     ("density_width", 0.0, "> 0"),

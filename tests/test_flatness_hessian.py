@@ -4,66 +4,27 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.func import functional_call, hessian
 
 from flatkd.flatness.backends import HESSIAN_BACKENDS
 from flatkd.flatness.config import HessianConfig
 from flatkd.flatness.data import first_samples
 from flatkd.flatness.hvp import HessianOperator
-from flatkd.flatness.lanczos import converged_top, lanczos, top_eigenvalues
 from flatkd.flatness.state import preserved, set_bn_mode
-from flatkd.flatness.trace import TRACE_ESTIMATORS
+from flatkd.flatness.trace import MIN_PROBES
+
+from flatness_nets import N, conv_bn, dataset, exact_hessian, exact_spectrum, mlp
 
 CPU = torch.device("cpu")
-N = 32
 
 
-def conv_bn() -> nn.Module:
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5))
-    m.train()
-    with torch.no_grad():                       # non-trivial running statistics
-        m(torch.rand(64, 3, 8, 8) * 2)
-    return m.eval()
-
-
-def mlp() -> nn.Module:
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4), nn.Tanh(), nn.Linear(4, 5)).eval()
-
-
-def dataset() -> torch.utils.data.Dataset:
-    g = torch.Generator().manual_seed(2)
-    return torch.utils.data.TensorDataset(torch.rand(N, 3, 8, 8, generator=g),
-                                          torch.randint(0, 5, (N,), generator=g))
-
-
-def exact_hessian(model: nn.Module, bn_mode: str = "eval") -> np.ndarray:
-    """Dense float64 Hessian of the mean cross-entropy on the whole dataset as one batch.
-
-    torch.func.hessian in eval mode. In train mode torch.func (jacfwd or jacrev twice) returns
-    an asymmetric, wrong Hessian through batch_norm with batch statistics (torch 2.14; checked
-    against finite differences), so there the reference is torch.autograd.functional.hessian.
-    """
-    m64 = copy.deepcopy(model).double()
-    set_bn_mode(m64, bn_mode)
-    for m in m64.modules():                     # batch statistics without buffer updates
-        if isinstance(m, nn.BatchNorm2d) and bn_mode == "train":
-            m.track_running_stats = False
-    x, y = dataset().tensors
-    names, shapes = zip(*[(n, p.shape) for n, p in m64.named_parameters()])
-    flat = torch.cat([p.detach().reshape(-1) for p in m64.parameters()])
-
-    def loss(v):
-        parts = torch.split(v, [s.numel() for s in shapes])
-        params = {n: t.view(s) for n, t, s in zip(names, parts, shapes)}
-        return nn.functional.cross_entropy(functional_call(m64, params, (x.double(),)), y)
-
-    if bn_mode == "train":
-        return torch.autograd.functional.hessian(loss, flat).numpy()
-    return hessian(loss)(flat).detach().numpy()
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny dense algebra: one thread (with 2 threads on a loaded 2-core machine these tests ran
+    up to 30× slower, spinning OpenMP workers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 MODELS = {"conv_bn": conv_bn, "mlp": mlp}
@@ -78,7 +39,7 @@ def results():
         cfg = HessianConfig(samples=N, slq_probes=1, slq_steps=40, trace_hvps=60)
         res = HESSIAN_BACKENDS.get("native")(model, first_samples(dataset(), N, 16, CPU), cfg,
                                              seed=0)
-        out[name] = (res, np.linalg.eigvalsh(exact_hessian(model)), cfg)
+        out[name] = (res, exact_spectrum(name)[1][::-1].copy(), cfg)
     return out
 
 
@@ -96,7 +57,7 @@ def test_trace_within_three_standard_errors(results, name):
     res, exact, cfg = results[name]
     t = res["trace"]
     assert set(t) == {"mean", "stderr", "n_hvp"}
-    assert t["n_hvp"] == max(cfg.trace_hvps, res["lanczos_steps"] + 5)
+    assert t["n_hvp"] == res["lanczos_steps"] + max(cfg.trace_hvps - res["lanczos_steps"], MIN_PROBES)
     assert 0 < t["stderr"] and abs(t["mean"] - exact.sum()) <= 3 * t["stderr"]
 
 
@@ -120,7 +81,7 @@ def test_train_mode_batchnorm_hessian_and_buffers_restored():
     res = HESSIAN_BACKENDS.get("native")(model, first_samples(dataset(), N, N, CPU), cfg, seed=0)
     ref = np.linalg.eigvalsh(exact_hessian(model, "train"))[::-1][:3]
     assert np.max(np.abs(np.array(res["top_eigenvalues"]) - ref) / np.abs(ref)) <= 1e-4
-    eval_ref = np.linalg.eigvalsh(exact_hessian(model, "eval"))[::-1][0]
+    eval_ref = exact_spectrum("conv_bn")[1][0]
     assert abs(ref[0] - eval_ref) > 1e-2 * abs(eval_ref)         # the mode really matters
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not model.training
@@ -135,7 +96,7 @@ def test_minibatched_products_equal_the_exact_hessian(cache):
         with HessianOperator(model, first_samples(dataset(), N, 10, CPU), cache_graphs=cache) as op:
             hv = op.matvec(v).double().numpy()
             assert op.n_hvp == 1
-    ref = exact_hessian(model) @ v.double().numpy()
+    ref = exact_spectrum("conv_bn")[0].numpy() @ v.double().numpy()
     assert np.max(np.abs(hv - ref)) <= 1e-5 * np.max(np.abs(ref))
 
 
@@ -164,67 +125,54 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
     assert a == b and a["trace"] != c["trace"]
 
 
-# --- pure linear algebra on explicit matrices -------------------------------------------------
-
-def _sym(eigs, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), generator=g, dtype=torch.float64))
-    return q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ q.T
-
-
-def test_top_eigenvalues_are_algebraic_not_by_modulus():
-    eigs = [-50.0, 10.0, 9.0, 8.0] + list(np.linspace(-1, 1, 60))
-    A = _sym(eigs)
-    r = top_eigenvalues(lambda v: A @ v, len(eigs), 3, tol=1e-8, max_iter=64,
-                        generator=torch.Generator().manual_seed(0), dtype=torch.float64, device=CPU)
-    assert np.allclose(r.values, [10.0, 9.0, 8.0], rtol=1e-8) and r.converged
-
-
-def test_restart_after_breakdown_finds_repeated_eigenvalues():
-    A = _sym([5.0, 5.0, 5.0, 1.0, 1.0, 0.0, 0.0, 0.0])           # Krylov space of any v is 3-dim
-    r = top_eigenvalues(lambda v: A @ v, 8, 4, tol=1e-10, max_iter=8,
-                        generator=torch.Generator().manual_seed(0), dtype=torch.float64, device=CPU)
-    assert np.allclose(r.values, [5.0, 5.0, 5.0, 1.0], atol=1e-9)
-
-
-def test_stop_rule_needs_k_plus_two_converged_ritz_values():
-    A = _sym(list(np.linspace(1, 10, 40)))
-    run = lanczos(lambda v: A @ v, torch.ones(40, dtype=torch.float64), 40)
-    a, b = run.alphas, run.betas
-    assert converged_top(a, b, 0.0, 3, 40, 1e-6, 0.0)             # zero residual: converged
-    assert not converged_top(a[:4], b[:3], 0.0, 3, 40, 1e-6, 0.0)   # only k+1 Ritz values
-    assert converged_top(a[:5], b[:4], 0.0, 3, 40, 1e-6, 0.0)
-
-
-@pytest.mark.parametrize("name", ["hutchinson", "hutch++", "deflated"])
-def test_estimators_are_unbiased_and_report_their_budget(name):
-    eigs = list(np.geomspace(100, 0.01, 200))
-    A = _sym(eigs)
-    est = [TRACE_ESTIMATORS.get(name)(lambda v: A @ v, 200, 30, generator=torch.Generator().manual_seed(s),
-                                      dtype=torch.float64, device=CPU) for s in range(40)]
-    means = np.array([e.mean for e in est])
-    assert all(e.n_hvp == 30 for e in est)
-    assert abs(means.mean() - sum(eigs)) <= 4 * means.std(ddof=1) / np.sqrt(len(means))
-    assert np.median([e.stderr for e in est]) == pytest.approx(means.std(ddof=1), rel=0.5)
-
-
-def test_deflation_cuts_the_error_on_a_decaying_spectrum():
-    eigs = list(100 * 0.8 ** np.arange(200))
-    A = _sym(eigs)
-    err = {n: np.sqrt(np.mean([(TRACE_ESTIMATORS.get(n)(lambda v: A @ v, 200, 30,
-                                                        generator=torch.Generator().manual_seed(s),
-                                                        dtype=torch.float64, device=CPU).mean
-                                - sum(eigs)) ** 2 for s in range(20)]))
-           for n in ("hutchinson", "deflated")}
-    assert err["deflated"] < 0.5 * err["hutchinson"]
-
-
-@pytest.mark.parametrize("estimator", ["hutchinson", "hutch++"])
+@pytest.mark.parametrize("estimator", ["hutchinson", "hutch++", "xtrace"])
 def test_backend_trace_estimator_choice(estimator):
     model = mlp()
-    cfg = HessianConfig(samples=N, top_k=1, trace_estimator=estimator, trace_hvps=45,
+    cfg = HessianConfig(samples=N, top_k=1, trace_estimator=estimator, trace_hvps=46,
                         slq_steps=5)
     res = HESSIAN_BACKENDS.get("native")(model, first_samples(dataset(), N, N, CPU), cfg, seed=0)
-    t, exact = res["trace"], np.trace(exact_hessian(model))
-    assert res["trace_estimator"] == estimator and t["n_hvp"] == 45
+    t, exact = res["trace"], float(torch.trace(exact_spectrum("mlp")[0]))
+    assert res["trace_estimator"] == estimator and t["n_hvp"] == 46
+    assert res["n_hvp_total"] == res["lanczos_steps"] + 46
     assert abs(t["mean"] - exact) <= 3 * t["stderr"]
+
+
+class RecordingBar:
+    """Stands in for tqdm: records (products done, total) at every refresh and at the end."""
+
+    made: list["RecordingBar"] = []
+
+    def __init__(self, total, **kw):
+        self.total, self.n, self.history = total, 0, [(0, total)]
+        RecordingBar.made.append(self)
+
+    def update(self, k):
+        self.n += k
+
+    def refresh(self):
+        self.history.append((self.n, self.total))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.history.append((self.n, self.total))
+
+
+@pytest.mark.parametrize("estimator,slq_probes", [("deflated", 1), ("deflated", 2),
+                                                  ("hutch++", 1), ("xtrace", 2)])
+def test_progress_bar_counts_the_planned_products(monkeypatch, estimator, slq_probes):
+    """The bar's total is the number of products the run does, known once the shared Lanczos
+    run has ended (before: a plan from the settings, not max_iter)."""
+    import flatkd.flatness.backends as backends
+
+    RecordingBar.made = []
+    monkeypatch.setattr(backends, "tqdm", RecordingBar)
+    cfg = HessianConfig(samples=N, top_k=3, trace_estimator=estimator, trace_hvps=40,
+                        slq_probes=slq_probes, slq_steps=12, max_iter=100)
+    res = backends.native(mlp(), first_samples(dataset(), N, N, CPU), cfg, seed=0, progress=True)
+    (bar,) = RecordingBar.made
+    done = res["n_hvp_total"]
+    assert bar.n == done and all(total == done for _, total in bar.history[1:])
+    assert bar.history[1][0] == res["lanczos_steps"]      # exact from the end of the shared run
+    assert bar.history[0][1] < cfg.max_iter + cfg.trace_hvps   # the plan is not the worst case

@@ -9,6 +9,7 @@ from torch import nn
 
 from flatkd.flatness.config import HessianConfig, PerturbationConfig
 from flatkd.flatness.suite import run_flatness
+from flatkd.flatness.trace import MIN_PROBES
 
 from flatness_nets import conv_bn_net, random_images
 
@@ -33,7 +34,9 @@ def test_section_schema_deterministic_and_model_untouched():
     h = a["hessian"]
     assert set(h) >= {"trace", "top_eigenvalues", "density", "backend", "n_samples"}
     assert set(h["trace"]) == {"mean", "stderr", "n_hvp"}
-    assert h["trace"]["n_hvp"] == max(12, h["lanczos_steps"] + 5) >= h["lanczos_steps"] >= 10
+    steps = h["lanczos_steps"]
+    assert h["trace"]["n_hvp"] == steps + max(12 - steps, MIN_PROBES) == h["n_hvp_total"]
+    assert steps >= 10
     assert set(h["density"]) == {"grid", "values"} and len(h["density"]["grid"]) == 32
     assert (h["backend"], h["n_samples"], len(h["top_eigenvalues"])) == ("native", 20, 3)
     assert h["top_eigenvalues"] == sorted(h["top_eigenvalues"], reverse=True)

@@ -47,41 +47,58 @@ def _section(cfg: HessianConfig, n: int, backend: str, trace: dict, top: list[fl
             "trace_estimator": estimator, **extra}
 
 
+def planned_products(cfg: HessianConfig, dim: int, run_steps: int) -> int:
+    """Hessian-vector products the native backend spends once its shared Lanczos run has
+    ``run_steps`` steps: the run, the trace estimator's own products and the extra SLQ probes
+    (each at most min(slq_steps, P) steps; fewer only if a Krylov space is exhausted)."""
+    estimator = TRACE_ESTIMATORS.get(cfg.trace_estimator)
+    return run_steps + estimator.products_after(cfg.trace_hvps, run_steps, dim) \
+        + (cfg.slq_probes - 1) * min(cfg.slq_steps, dim)
+
+
 @HESSIAN_BACKENDS.register("native")
 def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
            progress: bool = False) -> dict:
     """Lanczos top-k (full reorthogonalisation), variance-reduced trace, SLQ density.
 
     One Lanczos run from a Rademacher start serves three purposes: its top Ritz values are the
-    top-k eigenvalues (it runs until they converge, and for at least ``slq_steps`` steps), it is
-    the first SLQ probe of the density, and its basis deflates the trace (``deflated``: Σα exact
-    + Hutchinson with ``trace_hvps`` − steps, at least 5, projected probes; the trace's n_hvp
-    counts the shared steps). The start vector is independent of the probes: unbiased.
+    top-k eigenvalues (it runs until their error bounds meet ``tol``, and for at least
+    ``slq_steps`` steps), it is the first SLQ probe of the density, and its basis deflates the
+    trace (``deflated``: Σα exact + Hutchinson on the rest with ``trace_hvps`` − steps, at least
+    15, projected probes; the run goes on while a step lowers the trace's variance more than a
+    probe would; the trace's n_hvp counts the shared steps). The start vector is independent of
+    the probes: unbiased. The progress bar's total is the planned number of products, exact once
+    the shared run has ended.
     """
+    estimator = TRACE_ESTIMATORS.get(cfg.trace_estimator)
     with preserved(model):
         set_bn_mode(model, cfg.bn_mode)
         with HessianOperator(model, batches, cache_graphs=batches.n <= cfg.graph_cache_samples) as op:
-            total = max(cfg.max_iter, cfg.slq_steps) + cfg.trace_hvps \
-                + (cfg.slq_probes - 1) * cfg.slq_steps
-            with tqdm(total=total, desc="hessian-vector products", disable=not progress,
-                      leave=False) as bar:
+            guess = min(max(cfg.slq_steps, cfg.top_k + 2), op.dim)
+            with tqdm(total=planned_products(cfg, op.dim, guess), desc="hessian-vector products",
+                      disable=not progress, leave=False) as bar:
                 def matvec(v: torch.Tensor) -> torch.Tensor:
                     bar.update(1)
                     return op.matvec(v)
 
                 common = {"dtype": op.dtype, "device": op.device}
                 gen = _generator(seed, "eigenvalues")
+                extend = estimator.krylov(cfg.trace_hvps, op.dim) if estimator.krylov else None
                 run = top_eigen_run(matvec, rademacher(op.dim, gen, **common), cfg.top_k,
                                     tol=cfg.tol, max_iter=cfg.max_iter, generator=gen,
-                                    min_steps=cfg.slq_steps)
+                                    min_steps=cfg.slq_steps, extend=extend,
+                                    extend_max=cfg.trace_hvps if extend else 0)
+                bar.total = planned_products(cfg, op.dim, run.n_matvec)
+                bar.refresh()
                 eig = top_from_run(run, cfg.top_k, op.dim, cfg.tol)
-                trace = TRACE_ESTIMATORS.get(cfg.trace_estimator)(
-                    matvec, op.dim, cfg.trace_hvps, generator=_generator(seed, "trace"),
-                    shared=run, **common)
+                trace = estimator(matvec, op.dim, cfg.trace_hvps,
+                                  generator=_generator(seed, "trace"), shared=run, **common)
                 nodes, weights, density_hvp = slq_nodes(
                     matvec, op.dim, cfg.slq_probes - 1, cfg.slq_steps,
                     generator=_generator(seed, "density"), **common)
                 first = quadrature(run)
+                bar.total = op.n_hvp                    # differs only if a Krylov space ran out
+                bar.refresh()
     grid, values = gaussian_density([first[0]] + nodes, [first[1]] + weights, cfg.density_grid,
                                     cfg.density_width)
     return _section(cfg, batches.n, "native", trace.as_dict(), eig.values, grid, values,

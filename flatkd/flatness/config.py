@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import FlatkdError
+from .trace import TRACE_ESTIMATORS
 
 BACKENDS = ("native", "pyhessian")
-TRACE_ESTIMATORS = ("hutchinson", "hutch++", "deflated")
 BN_MODES = ("eval", "train")
 PERTURBATION_MODES = ("absolute", "filter")
 PERTURBATION_DATA = ("hessian", "train")
@@ -89,7 +89,8 @@ class HessianConfig:
             raise FlatkdError(f"hessian.max_iter must be >= hessian.top_k + 2 = {self.top_k + 2}, "
                               f"got {self.max_iter}")
         _choice("hessian.backend", self.backend, BACKENDS)
-        _choice("hessian.trace_estimator", self.trace_estimator, TRACE_ESTIMATORS)
+        _choice("hessian.trace_estimator", self.trace_estimator,
+                tuple(TRACE_ESTIMATORS.names()))
         _choice("hessian.bn_mode", self.bn_mode, BN_MODES)
         if not isinstance(self.trace_hvps, int) or isinstance(self.trace_hvps, bool) \
                 or self.trace_hvps < 6:
