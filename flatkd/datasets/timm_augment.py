@@ -18,6 +18,11 @@ timm's transforms draw from Python's ``random``, NumPy's and torch's global gene
 the sample's ``torch.Generator``; :meth:`apply` seeds the three global generators with them,
 runs timm, and restores their previous states — so (image, sample seed) fixes the pixels and
 spaced replay re-materialises them exactly, in the main process or in DataLoader workers.
+
+One compat fix (:func:`posterize_compat`): timm's increasing-severity posterize asks for 0 bits
+at the top magnitude (m9 + noise clamps to 10), which Pillow before 11 turned into a black
+image and Pillow ≥ 11 refuses (``ValueError: bits must be between or equal to 1 and 8`` — it
+stopped a DeiT epoch on digits here, Pillow 13.0); the shim returns the black image.
 """
 from __future__ import annotations
 
@@ -50,6 +55,16 @@ def seeded_global_rngs(seeds: Sequence[int]) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+def posterize_compat(img, bits_to_keep, **kwargs):
+    """timm's ``posterize`` with Pillow < 11's answer for 0 bits (every pixel 0)."""
+    from PIL import Image
+    from timm.data.auto_augment import posterize
+
+    if bits_to_keep < 1:
+        return Image.new(img.mode, img.size)
+    return posterize(img, bits_to_keep, **kwargs)
+
+
 @dataclass(frozen=True)
 class RandAugmentErasing:
     """Crop + flip → timm RandAugment → timm random erasing (see the module docstring)."""
@@ -74,7 +89,12 @@ class RandAugmentErasing:
             from timm.data.random_erasing import RandomErasing
             hparams = {"translate_const": int(self.image_size * 0.45),
                        "img_mean": tuple(min(255, round(255 * m)) for m in self.mean)}
-            self._ops["randaugment"] = rand_augment_transform(self.config, hparams)
+            from timm.data.auto_augment import posterize
+            randaugment = rand_augment_transform(self.config, hparams)
+            for op in randaugment.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = posterize_compat
+            self._ops["randaugment"] = randaugment
             self._ops["erasing"] = RandomErasing(probability=self.erase_probability, mode="pixel",
                                                  device="cpu")
         return self._ops["randaugment"], self._ops["erasing"]
