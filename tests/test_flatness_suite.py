@@ -1,4 +1,4 @@
-"""run_flatness: the SPEC §6 "flatness" section, deterministic, model untouched."""
+"""run_flatness: the result's "flatness" section, deterministic, model untouched."""
 import copy
 import json
 

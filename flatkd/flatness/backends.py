@@ -1,4 +1,4 @@
-"""Hessian backends: one interface, one result schema (the SPEC §6 ``flatness.hessian`` section).
+"""Hessian backends: one interface, one result schema (a result's ``flatness.hessian``).
 
 A backend is ``fn(model, batches, cfg, *, seed, progress) -> dict`` with keys
 ``trace {mean, stderr, n_hvp}``, ``top_eigenvalues`` (descending), ``density {grid, values}``,

@@ -44,11 +44,14 @@ class HessianConfig:
     backend: ``native`` (Lanczos / variance-reduced trace / SLQ, default) or ``pyhessian``
         (the community package, wrapped; power iteration + Hutchinson).
     trace_estimator: ``deflated`` (default: exact trace of the Krylov subspace of the Lanczos run
-        shared with the eigenvalues and density + Hutchinson on its orthogonal complement),
-        ``hutch++`` (Meyer et al. 2021) or ``hutchinson`` (Rademacher probes). Native backend
-        only; the pyhessian backend always uses Hutchinson.
+        shared with the eigenvalues and density — extended while a Lanczos step lowers the
+        variance more than a probe would — + Hutchinson on its orthogonal complement),
+        ``xtrace`` (Epperly, Tropp & Webber 2024; jackknife standard error), ``hutch++``
+        (Meyer et al. 2021) or ``hutchinson`` (Rademacher probes). Native backend only; the
+        pyhessian backend always uses Hutchinson.
     trace_hvps: Hessian-vector products the trace may depend on (default 60; ``deflated``
-        counts the shared Lanczos steps and adds at least 5 probes).
+        counts the shared Lanczos steps and adds at least 15 probes; the others spend it on top
+        of the shared run).
     slq_probes: stochastic Lanczos quadrature start vectors (default 1; the native backend's
         first probe is the shared Lanczos run).
     slq_steps: Lanczos steps per SLQ probe, and the minimum length of the shared run
@@ -59,7 +62,9 @@ class HessianConfig:
         samples and does not depend on batching) or ``train`` (batch statistics; the Hessian then
         depends on the batch size, and the spectrum differs by orders of magnitude).
         Running statistics are restored afterwards either way.
-    tol: relative residual tolerance of the top-k Ritz values (native) / relative eigenvalue
+    tol: relative accuracy of the top-k eigenvalues (native: Lanczos stops once every error
+        bound — r²/gap when the gap to the other Ritz values is resolved, else the residual r —
+        is within tol·|θ| and the top k + 2 Ritz values are isolated) / relative eigenvalue
         change between power iterations (pyhessian) (default 1e-4).
     max_iter: Lanczos steps (native) / power iterations per eigenvalue (pyhessian) (default 100).
     graph_cache_samples: keep the double-backward graph of every mini-batch alive across

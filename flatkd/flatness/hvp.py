@@ -3,8 +3,9 @@
 L(θ) = (1/N) Σ_i CE(f_θ(x_i), y_i) over N samples in mini-batches b, so
 ∇L = Σ_b g_b with g_b = ∇ (1/N) Σ_{i∈b} CE_i, and H v = Σ_b ∇(g_b · v).
 Each g_b is built once with ``create_graph=True`` and its graph reused for every product when
-the sample set is small enough (one product ≈ 2.2–2.5 gradients on a CPU ResNet-8, SPEC §7);
-otherwise it is rebuilt per product and mini-batch (bounded memory).
+the sample set is small enough (one product ≈ 2.2–2.5 gradients on a CPU ResNet-8, measured by
+benchmarks/hessian_vs_pyhessian.py); otherwise it is rebuilt per product and mini-batch
+(bounded memory).
 
 Vectors are flat tensors of length P (the number of parameters) in the parameters' dtype,
 in ``model.parameters()`` order. Use inside :func:`flatkd.flatness.state.preserved`.

@@ -1,6 +1,6 @@
 """The one place that calls PyHessian 0.1 (``from pyhessian import hessian``), guarding its
-defects (SPEC §7). Each guard has a test in tests/test_flatness_pyhessian.py, and each quirk a
-test that fails if upstream changes.
+defects (listed below). Each guard has a test in tests/test_flatness_pyhessian.py, and each
+quirk a test that fails if upstream changes.
 
 Quirks and guards:
 

@@ -15,7 +15,7 @@ from .perturbation import perturbation_curve
 def run_flatness(model: nn.Module, train_set: Dataset, hessian_cfg: HessianConfig,
                  perturbation_cfg: PerturbationConfig, *, seed: int, device: torch.device,
                  batch_size: int, progress: bool) -> dict:
-    """The SPEC §6 ``flatness`` section for ``model`` (already on ``device``).
+    """The result file's ``flatness`` section for ``model`` (already on ``device``).
 
     ``train_set`` is the un-augmented train split; the Hessian is that of the mean cross-entropy
     on its first ``hessian_cfg.samples`` samples (mini-batches of ``batch_size``). Returns
