@@ -1,4 +1,4 @@
-"""``flatkd`` command line: train, eval, report, demo, config.
+"""``flatkd`` command line: train, eval, report, demo, config, sweep.
 
 Every user error is one line on stderr naming the valid choices, exit code 2; nothing is left
 half-written (checkpoints and results are written atomically).
@@ -41,6 +41,17 @@ every setting is a config key: list them with `flatkd config eval`"""
 REPORT_EPILOG = """examples:
   flatkd report results/*.json --out report/
   flatkd report checkpoints/reference/results --out reference-report/"""
+
+SWEEP_EPILOG = """examples:
+  flatkd sweep plan digits-intervals                       # a shipped sweep, by name
+  flatkd sweep run digits-intervals --launcher local --jobs 2
+  flatkd report sweeps/digits-intervals/results --out sweeps/digits-intervals/report
+  flatkd sweep run my-sweep.yaml --set seeds=0,1 --set train.epochs=3 --out sweeps/try
+  flatkd sweep run paper-intervals-cifar100 --launcher torchrun --nproc-per-node 4 --data-root ~/data
+  flatkd sweep plan paper-intervals-cifar100 --launcher slurm   # the sbatch script, no cluster needed
+  flatkd sweep run paper-intervals-cifar100 --launcher slurm --data-root /datasets
+
+shipped sweeps: {presets}"""
 
 CONFIG_EPILOG = """examples:
   flatkd config train                    # every training key, the paper's defaults
@@ -113,6 +124,49 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("which", choices=["train", "eval"], help="whose keys")
     c.add_argument("--dataset", choices=datasets.names(),
                    help="show the values with this dataset's preset applied (train only)")
+
+    from .sweep import CLUSTERS, LAUNCHERS, preset_names
+    epilog = SWEEP_EPILOG.format(presets=", ".join(preset_names()))
+    sw = sub.add_parser("sweep", help="many runs from one sweep file: plan, run, resume",
+                        description="A sweep file (methods × archs × datasets × intervals × seeds "
+                        "× any training key, plus the evaluation) expands to runs with stable "
+                        "names. 'plan' lists them with their state; 'run' trains what is not "
+                        "finished, resumes interrupted runs, evaluates every finished checkpoint "
+                        "and leaves the results in OUT/results for flatkd report.",
+                        epilog=epilog, formatter_class=_Help)
+    sweep_sub = sw.add_subparsers(dest="sweep_command", required=True, parser_class=_Parser,
+                                  metavar="ACTION")
+    for action, text in (("plan", "list the runs, their state and (--commands) their commands"),
+                         ("run", "run what is not finished, then evaluate")):
+        a = sweep_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".",
+                                 epilog=epilog, formatter_class=_Help)
+        a.add_argument("file", metavar="FILE",
+                       help="sweep file (YAML), or the name of a shipped sweep")
+        a.add_argument("--out", help="sweep folder (default: the file's out, else sweeps/NAME)")
+        a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of the sweep file, e.g. seeds=0,1, train.epochs=3, "
+                       "eval.suite=all, eval.set.hessian.samples=64 (repeatable)")
+        a.add_argument("--data-root", dest="data_root",
+                       help="folder holding the dataset files (sets train.data_root)")
+        a.add_argument("--launcher", default="local", choices=list(LAUNCHERS),
+                       help="local: flatkd train/eval processes; torchrun: each run under "
+                       "torchrun --nproc_per_node N; slurm: a job array through submitit")
+        a.add_argument("--nproc-per-node", dest="nproc", type=int,
+                       help="processes per run under torchrun (default: the file's "
+                       "torchrun.nproc_per_node, else the number of GPUs, else 1)")
+        if action == "plan":
+            a.add_argument("--commands", action="store_true",
+                           help="also print the commands each unfinished run would start")
+        else:
+            a.add_argument("--jobs", type=int, default=1,
+                           help="runs at once (local and torchrun launchers)")
+            a.add_argument("--cluster", default="slurm", choices=list(CLUSTERS),
+                           help="submitit executor of --launcher slurm: slurm, or local/debug to "
+                           "run the job array on this machine")
+            a.add_argument("--wait", action="store_true",
+                           help="with --launcher slurm: wait for the jobs and check their runs")
+            a.add_argument("--report", action="store_true",
+                           help="build OUT/report when every run is done")
     return p
 
 
@@ -185,7 +239,23 @@ def _demo(a) -> None:
     print(f"report: {run_demo(a.out, progress=not a.quiet)}")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "report": _report, "demo": _demo, "config": _config}
+def _sweep(a) -> None:
+    from . import sweep
+    overrides = cfgmod.parse_overrides(a.set)
+    if a.data_root:
+        overrides["train.data_root"] = a.data_root
+    if a.nproc is not None and a.nproc < 1:
+        raise FlatkdError(f"--nproc-per-node must be ≥ 1, got {a.nproc}")
+    s = sweep.load(a.file, overrides, out=a.out)
+    if a.sweep_command == "plan":
+        print(sweep.plan_text(s, a.launcher, a.nproc, commands=a.commands))
+        return
+    sweep.run_sweep(s, a.launcher, jobs=a.jobs, nproc=a.nproc, cluster=a.cluster, wait=a.wait,
+                    report=a.report, say=lambda line: print(line, flush=True))
+
+
+COMMANDS = {"train": _train, "eval": _eval, "report": _report, "demo": _demo, "config": _config,
+            "sweep": _sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
