@@ -144,6 +144,8 @@ class TrainConfig:
         archive that evaluates like any checkpoint but cannot be resumed (metrics.csv still
         holds every network's curves).
     amp: mixed-precision autocast on CUDA.
+    sync_bn: SyncBatchNorm across the ranks of a torchrun launch (CUDA only; default: plain
+        BatchNorm with rank 0's statistics broadcast after every step).
     preset: filled in by flatkd: the dataset preset file that was applied.
     """
     method: str = "baseline"
@@ -165,6 +167,7 @@ class TrainConfig:
     save_optimizer: bool = True
     checkpoint_networks: Literal["all", "student"] = "all"
     amp: bool = False
+    sync_bn: bool = False
     preset: Optional[str] = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)

@@ -27,6 +27,7 @@ from ..errors import FlatkdError, TrainingDiverged
 from ..io import writable_target, write_text
 from .batches import BatchSpec, batches_per_epoch, epoch_specs, materialize
 from .config import TrainConfig
+from . import distributed
 from .methods import METHODS, Method, Update
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -78,6 +79,13 @@ class Trainer:
             raise FlatkdError(f"--resume: no checkpoint at {self.ckpt_path}")
         method_cls = METHODS.get(cfg.method)
         self.device = resolve_device(cfg.device)
+        self.dist = distributed.setup(self.device.type)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device(f"cuda:{self.dist.local_rank}")
+            torch.cuda.set_device(self.device)
+        if cfg.sync_bn and self.device.type != "cuda":
+            raise FlatkdError("sync_bn=true needs CUDA devices (SyncBatchNorm does not run on CPU "
+                              "or gloo); valid on CPU: sync_bn=false")
         self.spec = datasets.spec(cfg.dataset)
         kw = {"root": cfg.data_root, "download": cfg.download}
         rotation = cfg.augment.rotation if cfg.augment.rotation is not None else \
@@ -101,7 +109,9 @@ class Trainer:
         self.interval_steps = interval_steps(self.interval_epochs, self.bpe) \
             if self.interval_epochs is not None else 0
         nets = method_cls.build(cfg, num_classes, self.train_set.spec.mean, self.train_set.spec.std)
-        for m in nets.modules.values():
+        for name, m in nets.modules.items():
+            if cfg.sync_bn and self.dist.enabled:
+                nets.modules[name] = m = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m)
             m.to(self.device)
         self.method: Method = method_cls(cfg, nets, self.interval_steps)
         self.optimizers = {name: self._optimizer(mods) for name, mods in nets.optimizers.items()}
@@ -112,7 +122,8 @@ class Trainer:
         self.metrics: list[dict] = []
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
-        self.provenance = provenance.collect(seed=cfg.seed, device=str(self.device))
+        self.provenance = provenance.collect(seed=cfg.seed, device=str(self.device),
+                                             world_size=self.dist.world_size)
         if resume:
             self._restore(ckpt.read(self.ckpt_path))
 
@@ -155,8 +166,9 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> Path:
         """Train to ``cfg.epochs``; returns the checkpoint path."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_text(self.out / "config.yaml", yaml.safe_dump(self._record(), sort_keys=False))
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text(self.out / "config.yaml", yaml.safe_dump(self._record(), sort_keys=False))
         for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
             self._train_epoch(epoch)
         return self.ckpt_path
@@ -167,8 +179,8 @@ class Trainer:
         specs = [s for s in epoch_specs(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
                                         epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
         bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.cfg.epochs}",
-                   disable=not self.progress, leave=False, unit="batch")
-        for spec, x, y in materialize(self.train_set, self.augment, specs, self.cfg.num_workers):
+                   disable=not (self.progress and self.dist.is_main), leave=False, unit="batch")
+        for spec, (_, x, y) in zip(specs, self._materialize(specs)):
             self._run_updates(self.method.schedule(spec), spec, x, y)
             self.step = spec.step
             if epoch == self.cfg.epochs and spec is specs[-1]:
@@ -184,14 +196,18 @@ class Trainer:
     def _run_updates(self, updates: list[Update], spec: BatchSpec | None, x, y) -> None:
         """Run updates; batches other than the current one (replays) are re-materialised."""
         others = [u.spec for u in updates if u.spec is not spec]
-        replayed = materialize(self.train_set, self.augment, others, self.cfg.num_workers) \
-            if others else iter(())
+        replayed = self._materialize(others) if others else iter(())
         for u in updates:
             if u.spec is spec:
                 ux, uy = x, y
             else:
                 _, ux, uy = next(replayed)
             self._update(u, ux.to(self.device, non_blocking=True), uy.to(self.device, non_blocking=True))
+
+    def _materialize(self, specs: list[BatchSpec]):
+        """(spec, x, y) of this rank's shard of each global batch (the whole batch on one process)."""
+        local = [distributed.shard(s, self.dist.rank, self.dist.world_size) for s in specs]
+        return materialize(self.train_set, self.augment, local, self.cfg.num_workers)
 
     def _update(self, u: Update, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.on_update is not None:
@@ -209,30 +225,51 @@ class Trainer:
                    else "no checkpoint was written"))
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        distributed.average_gradients((p for g in opt.param_groups for p in g["params"]), self.dist)
         self.scaler.step(opt)
         self.scaler.update()
+        distributed.broadcast_buffers(self.method.nets.modules.values(), self.dist)
         self.opt_steps[u.optimizer] += 1
         for k, v in logs.items():
             self._sums[k] += v
             self._counts[k] += 1
 
     def _end_epoch(self, epoch: int) -> None:
+        keys = sorted(self._sums)                           # the same updates ran on every rank
+        totals = distributed.sum_over_ranks([self._sums[k] for k in keys]
+                                            + [self._counts[k] for k in keys], self.dist)
+        sums, counts = dict(zip(keys, totals[:len(keys)])), dict(zip(keys, totals[len(keys):]))
         row = {"epoch": epoch, "step": self.step,
-               "train_loss": self._sums["loss"] / max(self._counts["loss"], 1)}
-        if self._counts["teacher_loss"]:
-            row["teacher_train_loss"] = self._sums["teacher_loss"] / self._counts["teacher_loss"]
-        loader = DataLoader(self.test_set, batch_size=self.cfg.eval_batch_size)
-        for name in ("student", "teacher"):
-            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
-            row[f"{name}_test_acc"] = top1_accuracy(module, loader, self.device) \
-                if module is not None else None
-        row.update(self.method.test_metrics(loader, self.device))
+               "train_loss": sums.get("loss", 0.0) / max(counts.get("loss", 0), 1)}
+        if counts.get("teacher_loss"):
+            row["teacher_train_loss"] = sums["teacher_loss"] / counts["teacher_loss"]
+        row.update(self._test_accuracies())
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         self._sums.clear()
         self._counts.clear()
         self._save(epoch)
-        self._write_csv()
+        if self.dist.is_main:
+            self._write_csv()
+
+    def _test_accuracies(self) -> dict:
+        """Per-epoch test accuracies; with several ranks each takes every world_size-th test
+        sample and the correct counts are summed, so the value equals a single-process pass."""
+        test_set, n_all = self.test_set, len(self.test_set)
+        if self.dist.enabled:
+            test_set = torch.utils.data.Subset(test_set, range(self.dist.rank, n_all, self.dist.world_size))
+        loader = DataLoader(test_set, batch_size=self.cfg.eval_batch_size)
+        row = {}
+        for name in ("student", "teacher"):
+            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
+            row[f"{name}_test_acc"] = top1_accuracy(module, loader, self.device) \
+                if module is not None else None
+        row.update(self.method.test_metrics(loader, self.device))
+        if not self.dist.enabled:
+            return row
+        keys = [k for k, v in row.items() if v is not None]
+        correct = distributed.sum_over_ranks([round(row[k] * len(test_set)) for k in keys], self.dist)
+        return {**row, **{k: c / n_all for k, c in zip(keys, correct)}}
 
     # ------------------------------------------------------------------ persistence
     def _record(self) -> dict:
@@ -264,12 +301,22 @@ class Trainer:
             "state": {**self._derived(), "method": self.method.state_dict(),
                       "replay_steps": list(self.method.replay_steps),
                       "optimizer_steps": dict(self.opt_steps),
-                      "partial_sums": dict(self._sums), "partial_counts": dict(self._counts)},
+                      **self._partial_totals()},
         })
         payload["models"] = self._kept({n: m.state_dict() for n, m in nets.modules.items()})
         payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()} \
             if self.cfg.save_optimizer else {}
-        ckpt.save(self.ckpt_path, payload)
+        if self.dist.is_main:
+            ckpt.save(self.ckpt_path, payload)
+        distributed.barrier(self.dist)
+
+    def _partial_totals(self) -> dict:
+        """The epoch's running loss sums and counts so far, summed over the ranks."""
+        keys = sorted(self._sums)
+        totals = distributed.sum_over_ranks([self._sums[k] for k in keys]
+                                            + [self._counts[k] for k in keys], self.dist)
+        return {"partial_sums": dict(zip(keys, totals[:len(keys)])),
+                "partial_counts": {k: int(c) for k, c in zip(keys, totals[len(keys):])}}
 
     def _kept(self, by_network: dict) -> dict:
         """The entries of the networks the checkpoint keeps (``checkpoint_networks``)."""
@@ -302,8 +349,9 @@ class Trainer:
         st = raw["state"]
         self.method.load_state_dict({**st["method"], "replay_steps": st["replay_steps"]})
         self.opt_steps = dict(st["optimizer_steps"])
-        self._sums.update(st.get("partial_sums", {}))
-        self._counts.update(st.get("partial_counts", {}))
+        if self.dist.is_main:                   # the saved totals cover every rank's batches
+            self._sums.update(st.get("partial_sums", {}))
+            self._counts.update(st.get("partial_counts", {}))
         self.epoch, self.step, self.metrics = raw["epoch"], raw["step"], list(raw["metrics"])
         self.provenance = {**raw["provenance"], "resumed": provenance.collect(seed=self.cfg.seed)}
 

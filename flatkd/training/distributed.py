@@ -1,0 +1,144 @@
+"""Multi-process training on ``torch.distributed`` (launched by ``torchrun``; NCCL on CUDA, gloo on CPU).
+
+Every rank draws the same *global* epoch plan (``epoch_specs``) and the method schedules global
+:class:`BatchSpec` s, so replay buffers, replay steps and checkpoints are identical on every
+rank and a run resumes under any world size. Only materialisation is per rank: :func:`shard`
+gives rank r the contiguous slice ``[r·m, (r+1)·m)`` (m = ⌈B / world⌉) of the global batch,
+padded by wrapping around as ``DistributedSampler`` pads, and keeps every sample's augmentation
+seed (``spec.seed + position in the global batch``), so a rank's pixels equal the
+single-process pixels of the same samples. Batch size and learning rate are the *global* ones.
+
+Gradients are averaged with one flattened all-reduce per optimizer step and buffers (BatchNorm
+statistics) broadcast from rank 0 after it, which is what ``DistributedDataParallel`` does with
+``broadcast_buffers=True``. DDP itself is not used: flatkd's methods call ``forward_features`` /
+``forward_exits`` rather than ``forward``, which DDP's reducer does not see (it raises on the
+next step or skips the reduction), and a frozen teacher needs no wrapper.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import FlatkdError
+from .batches import BatchSpec
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job: ``rank`` of ``world_size`` (1: not distributed)."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    collective_device: str = "cpu"      # where small collectives (counts, sums) live
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """True inside a torchrun (or any ``env://``) launch with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device_type: str) -> DistContext:
+    """Join the process group of a torchrun launch (``nccl`` for CUDA, ``gloo`` for CPU); a
+    single process gets the trivial context."""
+    if not launched():
+        return DistContext()
+    if not dist.is_available():
+        raise FlatkdError("this PyTorch build has no torch.distributed; run a single process")
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    elif dist.get_backend() != backend:
+        raise FlatkdError(f"the process group uses {dist.get_backend()}, but a {device_type} run "
+                          f"needs {backend}")
+    local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank,
+                       f"cuda:{local_rank}" if backend == "nccl" else "cpu")
+
+
+def shard(spec: BatchSpec, rank: int, world_size: int) -> BatchSpec:
+    """Rank ``rank``'s part of the global batch ``spec`` (see the module docstring)."""
+    if world_size == 1:
+        return spec
+    n = len(spec.indices)
+    per_rank = -(-n // world_size)
+    start = rank * per_rank
+    indices = tuple(spec.indices[j % n] for j in range(start, start + per_rank))
+    return BatchSpec(spec.step, spec.epoch, indices, spec.seed + start)
+
+
+def _flat_all_reduce(tensors: list[torch.Tensor], op) -> None:
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=op)
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
+    """Replace every gradient by its mean over the ranks (one all-reduce for all of them).
+
+    A parameter without a gradient on this rank takes part with zeros, so every rank issues
+    the same collective."""
+    if not ctx.enabled:
+        return
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    for group in _by_dtype(grads):
+        _flat_all_reduce(group, dist.ReduceOp.SUM)
+    for g in grads:
+        g.div_(ctx.world_size)
+
+
+def broadcast_buffers(modules: Iterable[nn.Module], ctx: DistContext) -> None:
+    """Copy rank 0's floating-point buffers (BatchNorm statistics) to every rank; integer
+    buffers (``num_batches_tracked``) advance identically on every rank."""
+    if not ctx.enabled:
+        return
+    buffers = [b for m in modules for b in m.buffers() if b.is_floating_point()]
+    for group in _by_dtype(buffers):
+        flat = torch.cat([b.reshape(-1) for b in group])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for b in group:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def sum_over_ranks(values: list[float], ctx: DistContext) -> list[float]:
+    """Element-wise sum of ``values`` over the ranks (float64)."""
+    if not ctx.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.collective_device)
+    dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def _by_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    groups: dict = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    return list(groups.values())
