@@ -1,0 +1,90 @@
+"""Linear mode connectivity: loss and accuracy along θ(t) = (1 − t)·θ_A + t·θ_B, t ∈ [0, 1].
+
+BatchNorm: interpolated weights do not match either end's running statistics, so by default
+(``recompute``) they are recomputed at every point of the path — running statistics reset,
+one pass in train mode over the first ``bn_samples`` training samples with a cumulative
+average (momentum None), then eval mode for the measurement (the endpoints are treated the same
+way, so the path is consistent from end to end). ``interpolate`` interpolates the running
+statistics like the weights instead.
+
+Barrier heights (Frankle et al. 2020; Entezari et al. 2022): loss barrier
+max_t [L(θ(t)) − ((1 − t) L(θ_A) + t L(θ_B))] and accuracy barrier
+max_t [((1 − t) A(θ_A) + t A(θ_B)) − A(θ(t))], each with the t where it occurs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import FlatkdError
+from ..flatness.data import Batches
+from ..flatness.perturbation import evaluate
+from ..sharpness.params import restored
+
+
+def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def check_compatible(a: nn.Module, b: nn.Module, what: str) -> None:
+    """Refuse a partner whose parameters and buffers differ in name or shape."""
+    sa = {k: tuple(v.shape) for k, v in a.state_dict().items()}
+    sb = {k: tuple(v.shape) for k, v in b.state_dict().items()}
+    if sa != sb:
+        diff = sorted(set(sa.items()) ^ set(sb.items()))[:3]
+        raise FlatkdError(f"{what}: the two networks differ in their parameters (e.g. "
+                          f"{', '.join(f'{k} {s}' for k, s in diff)}); a path needs the same "
+                          "architecture")
+
+
+@torch.no_grad()
+def recompute_bn(model: nn.Module, batches: Batches) -> None:
+    """Running statistics of every BatchNorm from ``batches`` (cumulative average); the model is
+    left in eval mode."""
+    layers = _bn_layers(model)
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()
+    for m in layers:
+        m.train()
+    for x, _ in batches:
+        model(x)
+    for m, mom in zip(layers, momenta):
+        m.momentum = mom
+    model.eval()
+
+
+def linear_path(model: nn.Module, partner: nn.Module, batches: Batches, bn_batches: Batches, *,
+                points: int, bn: str, progress: bool = False) -> dict:
+    """{"t", "loss", "accuracy", "bn", "barrier": {loss, loss_t, accuracy, accuracy_t}} from
+    ``model`` (t = 0) to ``partner`` (t = 1); ``model`` comes back unchanged."""
+    check_compatible(model, partner, "landscape.path_to")
+    ts = [i / (points - 1) for i in range(points)]
+    end_a = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    end_b = {k: v.detach().to(v.device).clone() for k, v in partner.state_dict().items()}
+    device = next(model.parameters()).device
+    losses, accs = [], []
+    with restored(model):
+        for t in tqdm(ts, desc="linear path", disable=not progress, leave=False):
+            state = {}
+            for k, va in end_a.items():
+                vb = end_b[k].to(device)
+                state[k] = (1 - t) * va + t * vb if va.is_floating_point() else va
+            model.load_state_dict(state)
+            if bn == "recompute":
+                recompute_bn(model, bn_batches)
+            model.eval()
+            loss, acc = evaluate(model, batches)
+            losses.append(loss)
+            accs.append(acc)
+    lin_l = [(1 - t) * losses[0] + t * losses[-1] for t in ts]
+    lin_a = [(1 - t) * accs[0] + t * accs[-1] for t in ts]
+    gap_l = [v - b for v, b in zip(losses, lin_l)]
+    gap_a = [b - v for v, b in zip(accs, lin_a)]
+    il, ia = max(range(points), key=gap_l.__getitem__), max(range(points), key=gap_a.__getitem__)
+    return {"t": ts, "loss": losses, "accuracy": accs, "bn": bn,
+            "barrier": {"loss": gap_l[il], "loss_t": ts[il], "accuracy": gap_a[ia],
+                        "accuracy_t": ts[ia]}}
