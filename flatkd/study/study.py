@@ -1,0 +1,129 @@
+"""The measure-vs-generalization study: for every measure, Kendall's τ with the generalization
+gap and with test accuracy (bootstrap CI), the granulated τ per varied hyper-parameter, and a
+plain verdict per measure.
+
+Verdict (on the gap, the quantity sharpness measures claim to predict): a measure *tracks the
+gap* on this set when the bootstrap interval of τ lies above 0 (sharper ↔ larger gap), *tracks
+it inversely* when the interval lies below 0, and *does not track it* when the interval contains
+0; with fewer than :data:`MIN_NETWORKS` networks no verdict is given.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .. import provenance
+from ..errors import FlatkdError
+from ..io import write_json
+from .measures import family_of, load, rows as study_rows
+from .tau import bootstrap_ci, granulated, kendall
+
+STUDY_FORMAT, STUDY_VERSION = "flatkd.study", 1
+MIN_NETWORKS = 4
+TARGET_NAMES = ("gap", "test_accuracy")
+
+
+@dataclass
+class StudySettings:
+    """n_resamples: bootstrap resamples; confidence: interval level; seed: bootstrap seed."""
+
+    n_resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+def verdict(tau: float, ci: Sequence[float], n: int) -> str:
+    """``tracks`` / ``tracks inversely`` / ``does not track`` / ``too few networks``."""
+    if n < MIN_NETWORKS or any(math.isnan(v) for v in ci):
+        return "too few networks"
+    if ci[0] > 0:
+        return "tracks"
+    if ci[1] < 0:
+        return "tracks inversely"
+    return "does not track"
+
+
+def _clean(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def measure_taus(table: Sequence[Mapping], settings: StudySettings) -> list[dict]:
+    """One entry per measure present in at least two networks: {measure, family, n,
+    gap: {tau, p_value, ci, n}, test_accuracy: {...}, granulated: {axes, overall} (vs the gap),
+    verdict}."""
+    names: list[str] = []
+    for row in table:
+        names += [m for m in row["measures"] if m not in names]
+    out = []
+    for i, name in enumerate(names):
+        entry: dict = {"measure": name, "family": family_of(name)}
+        for target in TARGET_NAMES:
+            used = [r for r in table if name in r["measures"] and target in r["targets"]]
+            x = [r["measures"][name] for r in used]
+            y = [r["targets"][target] for r in used]
+            tau, p = kendall(x, y)
+            ci = bootstrap_ci(x, y, n_resamples=settings.n_resamples,
+                              confidence=settings.confidence, seed=settings.seed + i)
+            entry[target] = {"tau": _clean(tau), "p_value": _clean(p),
+                             "ci": [_clean(ci[0]), _clean(ci[1])], "n": len(used)}
+            if target == "gap":
+                g = granulated(used, x, y)
+                entry["granulated"] = {
+                    "axes": {a: {"psi": _clean(v["psi"]), "groups": v["groups"]}
+                             for a, v in g["axes"].items()},
+                    "overall": _clean(g["overall"])}
+                entry["verdict"] = verdict(tau, ci, len(used))
+        entry["n"] = entry["gap"]["n"]
+        if entry["n"] >= 2 or entry["test_accuracy"]["n"] >= 2:
+            out.append(entry)
+    return out
+
+
+def sentences(taus: Sequence[Mapping], confidence: float) -> list[str]:
+    """The study's answer, one sentence per verdict class, computed from the numbers."""
+    pct = f"{100 * confidence:g} %"
+    groups: dict[str, list[str]] = {}
+    for t in taus:
+        groups.setdefault(t["verdict"], []).append(
+            f"{t['measure']} (τ = {t['gap']['tau']:+.2f})" if t["gap"]["tau"] is not None
+            else t["measure"])
+    text = {
+        "tracks": f"Track the generalization gap on this set (the {pct} bootstrap interval of "
+                  "Kendall's τ lies above 0: sharper ↔ larger gap): ",
+        "tracks inversely": f"Track the gap inversely (interval below 0: sharper ↔ smaller "
+                            "gap): ",
+        "does not track": f"Do not track the gap on this set (the {pct} interval contains 0): ",
+        "too few networks": f"No verdict (fewer than {MIN_NETWORKS} networks): ",
+    }
+    out = [text[k] + ", ".join(v) + "." for k, v in groups.items() if k in text]
+    if not taus:
+        out.append("No measure was found in two or more networks.")
+    return out
+
+
+def run_study(paths: Iterable[str | Path], settings: StudySettings | None = None,
+              out: str | Path | None = None) -> dict:
+    """The study of the results under ``paths`` (files or folders; one network's sections may
+    be spread over several files). Returns (and writes to ``out``) the study dict."""
+    settings = settings or StudySettings()
+    merged = load(paths)
+    table = study_rows(merged)
+    if not any(r["targets"] for r in table):
+        raise FlatkdError("no result holds a generalization gap or test accuracy (run "
+                          "--suite sharpness, or flatness and robustness)")
+    taus = measure_taus(table, settings)
+    sources = sorted({f"{k}: {v}" for r in table for k, v in r["target_sources"].items()})
+    prov = provenance.collect(seed=settings.seed, settings=asdict(settings))
+    for volatile in ("created_utc", "command"):
+        prov.pop(volatile)
+    study = {"format": STUDY_FORMAT, "version": STUDY_VERSION, "n_networks": len(table),
+             "target_sources": sources, "rows": table, "taus": taus,
+             "summary": sentences(taus, settings.confidence),
+             "inputs": [{"path": f, "sha256": provenance.sha256_of(f)}
+                        for r in table for f in r["files"]],
+             "provenance": prov}
+    if out is not None:
+        write_json(out, study)
+    return study
