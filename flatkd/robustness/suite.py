@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from ..accuracy import top1_accuracy
 from ..errors import FlatkdError
-from .bim import bim_rows, schedules
+from . import published as pub
+from .attacks import AttackSettings, attack_rows
 from .cache import corrupted_sets
 from .config import RobustnessConfig
 
@@ -49,7 +50,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torc
 
 def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
                    cfg: RobustnessConfig, seed: int, device: torch.device, batch_size: int,
-                   progress: bool, cache_dir: Path) -> dict:
+                   progress: bool, cache_dir: Path, data_root: str | None = None) -> dict:
     """The "robustness" section of the result file (SPEC §6) for ``model`` on the whole split.
 
     Corrupted sets come from (or go to) the cache in ``cache_dir``; the model runs in eval
@@ -57,25 +58,44 @@ def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
     {"clean_accuracy", "corruptions": [{"corruption", "severity", "accuracy"}],
     "adversarial": [{"attack": "BIM", "epsilon", "stepsize", "steps", "accuracy"}]},
     accuracies as fractions, rows in config order. Same inputs and seed → same dict.
+    With ``cfg.source == "published"`` the corrupted sets are read from the released arrays
+    (under ``data_root`` or ``cfg.published_dir``); adversarial rows come from every attack of
+    ``cfg.attacks``; ``corruption_errors`` (unnormalised mCE) is added when all 15 benchmark
+    corruptions have severities 1-5 (the source is recorded with the settings).
     """
     cfg.validate()
-    names = cfg.corruption_names()
+    folder = None
+    if cfg.source == "published":
+        folder = pub.folder(dataset_name, data_root, cfg.published_dir)
+        names = pub.resolve(cfg.corruptions, folder)
+    else:
+        names = cfg.corruption_names()
     was_training = model.training
     model.eval().to(device)
     try:
         x, y = collect(test_set)
         clean = accuracy(model, x, y, device=device, batch_size=batch_size)
         jobs = [(name, s) for name in names for s in cfg.severities]
-        sets = corrupted_sets(to_uint8_hwc(x), jobs, dataset=dataset_name, split="test",
-                              constants=cfg.constants, seed=seed, cache_dir=cache_dir,
-                              workers=cfg.workers, progress=progress)
+        if folder is not None:
+            sets = pub.published_sets(folder, jobs, y.numpy())
+        else:
+            sets = corrupted_sets(to_uint8_hwc(x), jobs, dataset=dataset_name, split="test",
+                                  constants=cfg.constants, seed=seed, cache_dir=cache_dir,
+                                  workers=cfg.workers, progress=progress)
         rows = []
         for name, s in tqdm(jobs, desc="corruption accuracy", disable=not progress):
             acc = accuracy(model, torch.from_numpy(sets[name, s]), y, device=device,
                            batch_size=batch_size)
             rows.append({"corruption": name, "severity": s, "accuracy": acc})
-        adversarial = bim_rows(model, x, y, schedules(cfg.epsilons, cfg.bim_protocol),
-                               device=device, batch_size=batch_size, progress=progress)
+        settings = AttackSettings(epsilons=list(cfg.epsilons), bim_protocol=cfg.bim_protocol,
+                                  pgd_steps=cfg.pgd_steps, pgd_restarts=cfg.pgd_restarts,
+                                  seed=seed)
+        adversarial = attack_rows(model, x, y, cfg.attacks, settings, device=device,
+                                  batch_size=batch_size, progress=progress)
     finally:
         model.train(was_training)
-    return {"clean_accuracy": clean, "corruptions": rows, "adversarial": adversarial}
+    out = {"clean_accuracy": clean, "corruptions": rows, "adversarial": adversarial}
+    errors = pub.corruption_errors(rows, clean)
+    if errors is not None:
+        out["corruption_errors"] = errors
+    return out

@@ -81,11 +81,12 @@ def epsilon_label(epsilon: float) -> str:
 
 
 def bim_table(groups: Mapping[str, Sequence[ResultLike]],
-              labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """Table 13: BIM accuracy (%) — rows w/o, w/, Δ per group; columns (group, ε)."""
+              labels: Sequence[str] | None = None, attack: str = "BIM") -> pd.DataFrame:
+    """Table 13: BIM accuracy (%) — rows w/o, w/, Δ per group; columns (group, ε). The same
+    layout for another attack's rows with ``attack="FGSM"`` or ``"PGD"``."""
     df = _compare(groups, labels, lambda sec: {
         epsilon_label(r["epsilon"]): 100 * r["accuracy"] for r in sec["adversarial"]
-        if r["attack"] == "BIM"})
+        if r["attack"] == attack})
     out = pd.concat({group: df[group].T for group in groups}, axis=1)
     out.columns.names = ["group", "ε"]
     out.index.name = "model"
