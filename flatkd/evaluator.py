@@ -19,8 +19,10 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import FlatkdError
 from .flatness.config import HessianConfig, PerturbationConfig
 from .io import writable_target, write_json
+from .landscape.config import LandscapeConfig
 from .registry import Registry
 from .robustness.config import RobustnessConfig
+from .sharpness.config import LayersConfig, PacBayesConfig, SharpnessConfig
 from .training.loop import resolve_device
 
 RESULT_FORMAT, RESULT_VERSION = "flatkd.result", 1
@@ -42,6 +44,10 @@ class EvalConfig:
     hessian: HessianConfig = field(default_factory=HessianConfig)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
+    pacbayes: PacBayesConfig = field(default_factory=PacBayesConfig)
+    layers: LayersConfig = field(default_factory=LayersConfig)
+    landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
 
 
 @dataclass
@@ -52,6 +58,7 @@ class EvalContext:
     cfg: EvalConfig
     device: torch.device
     progress: bool
+    model_name: str = "student"
 
     def dataset(self, split: str):
         root = self.cfg.data_root or self.checkpoint.config.get("data_root")
@@ -65,7 +72,7 @@ class EvalContext:
 
 Suite = Callable[[EvalContext], dict]
 SUITES: Registry[Suite] = Registry("suite")
-SUITE_CHOICES = ("flatness", "robustness", "all")
+SUITE_CHOICES = ("flatness", "robustness", "sharpness", "landscape", "all")
 
 
 @SUITES.register("flatness")
@@ -82,12 +89,32 @@ def _robustness(ctx: EvalContext) -> dict:
     return run_robustness(ctx.model, ctx.dataset("test"), dataset_name=ctx.checkpoint.dataset,
                           cfg=ctx.cfg.robustness, seed=ctx.cfg.seed, device=ctx.device,
                           batch_size=ctx.cfg.batch_size, progress=ctx.progress,
-                          cache_dir=ctx.cache_dir)
+                          cache_dir=ctx.cache_dir,
+                          data_root=ctx.cfg.data_root or ctx.checkpoint.config.get("data_root"))
+
+
+@SUITES.register("sharpness")
+def _sharpness(ctx: EvalContext) -> dict:
+    from .sharpness.suite import run_sharpness
+    return run_sharpness(ctx.model, ctx.dataset("train"), ctx.dataset("test"),
+                         sharpness=ctx.cfg.sharpness, pacbayes=ctx.cfg.pacbayes,
+                         layers=ctx.cfg.layers, seed=ctx.cfg.seed, device=ctx.device,
+                         batch_size=ctx.cfg.batch_size, progress=ctx.progress)
+
+
+@SUITES.register("landscape")
+def _landscape(ctx: EvalContext) -> dict:
+    from .landscape.suite import run_landscape
+    return run_landscape(ctx.model, ctx.dataset("train"), ctx.cfg.landscape, seed=ctx.cfg.seed,
+                         device=ctx.device, batch_size=ctx.cfg.batch_size,
+                         progress=ctx.progress, model_name=ctx.model_name)
 
 
 def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
     return {"flatness": [cfg.hessian.validate, cfg.perturbation.validate],
-            "robustness": [cfg.robustness.validate]}
+            "robustness": [cfg.robustness.validate],
+            "sharpness": [cfg.sharpness.validate, cfg.pacbayes.validate, cfg.layers.validate],
+            "landscape": [cfg.landscape.validate]}
 
 
 def suite_names(suite: str) -> list[str]:
@@ -127,7 +154,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     if bad is not None:
         raise FlatkdError(f"{path}: network {model!r} has non-finite weights ({bad} holds NaN or Inf); "
                           "refusing to evaluate it")
-    ctx = EvalContext(net, ck, cfg, resolve_device(device), progress)
+    ctx = EvalContext(net, ck, cfg, resolve_device(device), progress, model_name=model)
     result = {
         "format": RESULT_FORMAT, "version": RESULT_VERSION,
         "checkpoint": {"path": str(path), "sha256": ck.sha256, "method": ck.method, "arch": ck.arch,

@@ -20,9 +20,9 @@ class RobustnessConfig:
     severities:   integers in 1..5; default 1, 3, 5 (the paper's intensities 1.0, 3.0, 5.0).
     constants:    ``imagenet-c`` (the package's tables, what the paper used) or ``cifar-c``
                   (CIFAR-10-C's tables).
-    epsilons:     BIM L∞ radii in units of 1/255 of the [0, 1] pixel range (``2`` means
-                  ε = 2/255); result rows record ε as an absolute value in [0, 1].
-                  An empty list skips the attack.
+    epsilons:     L∞ radii of every attack (BIM, FGSM, PGD) in units of 1/255 of the [0, 1]
+                  pixel range (``2`` means ε = 2/255); result rows record ε as an absolute
+                  value in [0, 1]. An empty list skips the attacks.
     bim_protocol: ``kurakin`` (step 1/255, steps = max(1, ⌊min(ε·255 + 4, 1.25·ε·255)⌋)) or
                   ``foolbox-default`` (step 0.2·ε, 10 steps).
     workers:      processes generating corrupted images; 0 = every core this process may use.
