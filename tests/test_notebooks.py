@@ -96,3 +96,33 @@ def test_report_notebook_renders_fake_results(tmp_path):
     assert "spaced-online (s=1.5) vs online, accuracy (final)" in text
     assert "corruption accuracy: spaced mean higher in" in text
     assert "(no training_curves figure" not in text and "without a readable checkpoint" not in text
+
+
+def test_measures_notebook_is_clean_and_states_which_measures_track_the_gap(tmp_path):
+    """03: stored without outputs, no internal references; on results whose adaptive average
+    sharpness rises with the gap while the worst case is unrelated (τ = 0) it says so."""
+    name = "03_measures_vs_generalization.ipynb"
+    stored = json.loads((NOTEBOOKS / name).read_text())
+    assert all(c["outputs"] == [] and c["execution_count"] is None
+               for c in stored["cells"] if c["cell_type"] == "code")
+    assert "SPEC" not in (NOTEBOOKS / name).read_text()
+    unrelated = [8, 3, 9, 5, 7, 0, 1, 10, 6, 2, 11, 4]          # Kendall τ = 0 with 0..11
+    for i in range(12):
+        method, seed, gap = ("baseline", "online", "spaced-online")[i % 3], i // 3, 0.01 * i
+        (tmp_path / f"{method}-{seed}.json").write_text(json.dumps({
+            "format": "flatkd.result", "version": 1,
+            "checkpoint": {"path": f"{method}-{seed}.pt", "sha256": f"sha{i}", "method": method,
+                           "arch": "resnet8", "dataset": "digits", "model": "student",
+                           "seed": seed, "interval": 1.5 if method == "spaced-online" else None},
+            "sharpness": {"generalization": {"gap": gap, "test_accuracy": 0.95 - gap},
+                          "adaptive": {"average": {"value": 0.1 + gap},
+                                       "worst": {"value": float(unrelated[i])}}},
+            "provenance": {"seed": 0}}))
+    nb = execute(name, {"results_dir": str(tmp_path), "n_resamples": 200})
+    text, images = outputs(nb)
+    assert warnings_shown(nb) == []
+    assert images == 2                                   # τ with intervals; measures vs gap
+    assert "12 networks; targets: gap: whole train split − whole test split" in text
+    assert "Track the generalization gap on this set" in text and \
+        "adaptive_average (τ = +1.00)" in text
+    assert "Do not track the gap on this set" in text and "adaptive_worst (τ = +0.00)" in text

@@ -7,7 +7,8 @@
   (Tables 5/12 as pictures); the heatmap hatches the cells at chance level.
 * :func:`density_figure` — Hessian eigenvalue density (stochastic Lanczos quadrature), log scale,
   one line per method (mean over seeds) with thin per-seed lines.
-* :func:`bim_figure` — accuracy vs BIM ε (in 1/255 units), ε = 0 is the clean accuracy.
+* :func:`bim_figure` — accuracy vs ε (in 1/255 units) per attack (BIM, FGSM, PGD), ε = 0 is
+  the clean accuracy.
 * :func:`training_curves_figure` — student/teacher (and self-KD exit-ensemble) test accuracy per
   epoch, mean ± std over seeds, spaced replays marked; takes plain metric rows.
 * :func:`interval_figure` — accuracy vs spaced interval s (paper Fig. 2 / Table 6).
@@ -364,42 +365,58 @@ def density_figure(results: Sequence[Result]) -> Figure:
     return fig
 
 
+ATTACK_ORDER = ("BIM", "FGSM", "PGD")
+
+
 def bim_frame(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per (result, ε): ``label, seed, epsilon_255, accuracy`` (%); ε = 0 is clean accuracy."""
+    """One row per (result, attack, ε): ``label, seed, attack, epsilon_255, accuracy`` (%);
+    ε = 0 is the clean accuracy (repeated for each attack present)."""
     rows = []
     for k, rs in group(results).items():
         for r in rs:
             rob = r.robustness or {}
-            adv = [a for a in rob.get("adversarial", []) if a.get("attack", "BIM") == "BIM"]
-            if not adv:
-                continue
-            if rob.get("clean_accuracy") is not None:
-                rows.append({"label": k.label, "seed": r.seed, "epsilon_255": 0.0,
-                             "accuracy": 100.0 * rob["clean_accuracy"]})
-            rows += [{"label": k.label, "seed": r.seed, "epsilon_255": 255.0 * a["epsilon"],
-                      "accuracy": 100.0 * a["accuracy"]} for a in adv]
-    return pd.DataFrame(rows, columns=["label", "seed", "epsilon_255", "accuracy"])
+            by_attack: dict[str, list] = {}
+            for a in rob.get("adversarial", []):
+                by_attack.setdefault(a.get("attack", "BIM"), []).append(a)
+            for attack, adv in by_attack.items():
+                if rob.get("clean_accuracy") is not None:
+                    rows.append({"label": k.label, "seed": r.seed, "attack": attack,
+                                 "epsilon_255": 0.0, "accuracy": 100.0 * rob["clean_accuracy"]})
+                rows += [{"label": k.label, "seed": r.seed, "attack": attack,
+                          "epsilon_255": 255.0 * a["epsilon"], "accuracy": 100.0 * a["accuracy"]}
+                         for a in adv]
+    return pd.DataFrame(rows, columns=["label", "seed", "attack", "epsilon_255", "accuracy"])
 
 
 def bim_figure(results: Sequence[Result]) -> Figure:
-    """Accuracy (%) vs BIM ε (× 1/255); line = mean over seeds, band = ± std over seeds."""
+    """Accuracy (%) vs ε (× 1/255), one panel per attack present (BIM, then FGSM, PGD); line =
+    mean over seeds, band = ± std over seeds."""
     df = bim_frame(results)
     keys = [k for k in group(results) if k.label in set(df["label"])]
     labels = [k.label for k in keys]
+    present = set(df["attack"])
+    attacks = [a for a in ATTACK_ORDER if a in present] + sorted(present - set(ATTACK_ORDER))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(width=6.4, height=4.4)
-        ax = axes[0, 0]
-        sns.lineplot(data=df, x="epsilon_255", y="accuracy", hue="label", hue_order=labels,
-                     palette=label_colors(keys), errorbar="sd", marker="o", ax=ax,
-                     style="label", style_order=labels,
-                     dashes={k.label: _DASHES[method_dashes(k.method)] for k in keys})
-        ax.set_xticks(sorted(df["epsilon_255"].unique()))
-        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
-        ax.set_xlabel("BIM ε (× 1/255, L∞); 0 = clean")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"Adversarial robustness (BIM) — {_title(results)}\nmean ± std over seeds",
-                     fontsize="medium")
-        _legend_below(fig, ax)
+        fig, axes = _new_figure(len(attacks), width=6.4 if len(attacks) == 1 else 5.0,
+                                height=4.4, sharey=True)
+        for ax, attack in zip(axes[0], attacks):
+            d = df[df["attack"] == attack]
+            sns.lineplot(data=d, x="epsilon_255", y="accuracy", hue="label", hue_order=labels,
+                         palette=label_colors(keys), errorbar="sd", marker="o", ax=ax,
+                         style="label", style_order=labels,
+                         dashes={k.label: _DASHES[method_dashes(k.method)] for k in keys})
+            ax.set_xticks(sorted(d["epsilon_255"].unique()))
+            ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+            ax.set_xlabel(f"{attack} ε (× 1/255, L∞); 0 = clean")
+            ax.set_ylabel("test accuracy (%)")
+            title = f"Adversarial robustness ({attack})"
+            ax.set_title(f"{title} — {_title(results)}\nmean ± std over seeds"
+                         if len(attacks) == 1 else title, fontsize="medium")
+            if ax is not axes[0, 0] and ax.get_legend() is not None:
+                ax.get_legend().remove()
+        if len(attacks) > 1:
+            fig.suptitle(f"Adversarial robustness — {_title(results)}, mean ± std over seeds")
+        _legend_below(fig, axes[0, 0])
     return fig
 
 
