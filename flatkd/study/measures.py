@@ -115,12 +115,13 @@ def _test(r: Mapping) -> tuple[float, str] | None:
 
 
 def merge(results: Iterable[Result]) -> list[dict]:
-    """One dict per network (checkpoint sha256 + model): ``checkpoint`` of the first file, the
+    """One dict per network (checkpoint sha256, model and identity): ``checkpoint`` of the first file, the
     union of the sections, and ``files`` (the result paths it came from)."""
     merged: dict[tuple, dict] = {}
     for r in results:
         ck = r.checkpoint
-        key = (ck.get("sha256") or str(r.path), r.model)
+        key = (ck.get("sha256") or str(r.path), r.model, r.method, r.arch, r.dataset, r.seed,
+               r.interval)
         entry = merged.setdefault(key, {"checkpoint": dict(ck), "files": [], "result": r})
         entry["files"].append(str(r.path))
         for s in SECTIONS:

@@ -5,7 +5,8 @@ plain verdict per measure.
 Verdict (on the gap, the quantity sharpness measures claim to predict): a measure *tracks the
 gap* on this set when the bootstrap interval of τ lies above 0 (sharper ↔ larger gap), *tracks
 it inversely* when the interval lies below 0, and *does not track it* when the interval contains
-0; with fewer than :data:`MIN_NETWORKS` networks no verdict is given.
+0; a measure (or target) with a single value is *constant*; with fewer than
+:data:`MIN_NETWORKS` networks no verdict is given.
 """
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ class StudySettings:
 
 
 def verdict(tau: float, ci: Sequence[float], n: int) -> str:
-    """``tracks`` / ``tracks inversely`` / ``does not track`` / ``too few networks``."""
+    """``tracks`` / ``tracks inversely`` / ``does not track`` / ``constant`` (τ undefined: the
+    measure or the target takes one value) / ``too few networks``."""
     if n < MIN_NETWORKS or any(math.isnan(v) for v in ci):
         return "too few networks"
+    if math.isnan(tau):
+        return "constant"
     if ci[0] > 0:
         return "tracks"
     if ci[1] < 0:
@@ -95,6 +99,7 @@ def sentences(taus: Sequence[Mapping], confidence: float) -> list[str]:
         "tracks inversely": f"Track the gap inversely (interval below 0: sharper ↔ smaller "
                             "gap): ",
         "does not track": f"Do not track the gap on this set (the {pct} interval contains 0): ",
+        "constant": "Take one value on this set (τ undefined): ",
         "too few networks": f"No verdict (fewer than {MIN_NETWORKS} networks): ",
     }
     out = [text[k] + ", ".join(v) + "." for k, v in groups.items() if k in text]
