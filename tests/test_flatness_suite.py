@@ -15,6 +15,15 @@ from flatness_nets import conv_bn_net, random_images
 
 CPU = torch.device("cpu")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets: one thread (2 threads on a loaded 2-core machine spin and run ~4× slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 SMALL = dict(samples=20, top_k=3, trace_hvps=12, slq_probes=1, slq_steps=10, density_grid=32)
 
 

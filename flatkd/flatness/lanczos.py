@@ -184,8 +184,8 @@ def top_eigen_run(matvec: MatVec, v0: torch.Tensor, k: int, *, tol: float, max_i
 
     def stop(a: np.ndarray, b: np.ndarray, beta_m: float) -> bool:
         m = len(a)
-        return m >= min_steps and (m >= max_iter or converged_top(a, b, beta_m, k, dim, tol, floor)) \
-            and not (extend is not None and extend(a, b, beta_m))
+        done = m >= max_iter or converged_top(a, b, beta_m, k, dim, tol, floor)
+        return m >= min_steps and done and not (extend is not None and extend(a, b, beta_m))
 
     return lanczos(matvec, v0, max(max_iter, min_steps, extend_max), generator=generator,
                    stop=stop)
@@ -196,5 +196,5 @@ def top_from_run(run: LanczosRun, k: int, dim: int, tol: float) -> TopEigen:
     theta, _ = ritz(run.alphas, run.betas)
     values = sorted(theta.tolist(), reverse=True)[:k]
     floor = 10 * torch.finfo(run.basis.dtype).eps
-    return TopEigen(values=[float(v) for v in values], n_matvec=run.n_matvec,
-                    converged=converged_top(run.alphas, run.betas, run.residual, k, dim, tol, floor))
+    converged = converged_top(run.alphas, run.betas, run.residual, k, dim, tol, floor)
+    return TopEigen(values=[float(v) for v in values], n_matvec=run.n_matvec, converged=converged)

@@ -284,8 +284,9 @@ def deflated(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generato
     """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest.
 
     The basis is ``shared`` (a finished run from a start vector independent of ``generator``;
-    ``budget`` − its steps, at least :data:`MIN_PROBES`, probes follow) or a run of its own from a
-    Rademacher start, as long as :func:`krylov_pays` says (at most ``budget`` − MIN_PROBES steps)."""
+    ``budget`` − its steps, at least :data:`MIN_PROBES`, probes follow) or a run of its own from
+    a Rademacher start, as long as :func:`krylov_pays` says (at most ``budget`` − MIN_PROBES
+    steps)."""
     if shared is None:
         shared = lanczos(matvec, rademacher(dim, generator, dtype, device),
                          max(1, budget - MIN_PROBES),
