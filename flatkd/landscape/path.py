@@ -21,6 +21,7 @@ from ..errors import FlatkdError
 from ..flatness.data import Batches
 from ..flatness.perturbation import evaluate
 from ..sharpness.params import restored
+from .slices import finite
 
 
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -77,14 +78,16 @@ def linear_path(model: nn.Module, partner: nn.Module, batches: Batches, bn_batch
             if bn == "recompute":
                 recompute_bn(model, bn_batches)
             model.eval()
-            loss, acc = evaluate(model, batches)
+            loss, acc = finite(evaluate(model, batches))
             losses.append(loss)
             accs.append(acc)
-    lin_l = [(1 - t) * losses[0] + t * losses[-1] for t in ts]
     lin_a = [(1 - t) * accs[0] + t * accs[-1] for t in ts]
-    gap_l = [v - b for v, b in zip(losses, lin_l)]
     gap_a = [b - v for v, b in zip(accs, lin_a)]
-    il, ia = max(range(points), key=gap_l.__getitem__), max(range(points), key=gap_a.__getitem__)
-    return {"t": ts, "loss": losses, "accuracy": accs, "bn": bn,
-            "barrier": {"loss": gap_l[il], "loss_t": ts[il], "accuracy": gap_a[ia],
-                        "accuracy_t": ts[ia]}}
+    ia = max(range(points), key=gap_a.__getitem__)
+    barrier = {"loss": None, "loss_t": None, "accuracy": gap_a[ia], "accuracy_t": ts[ia]}
+    if all(v is not None for v in losses):          # an overflowing loss has no barrier height
+        lin_l = [(1 - t) * losses[0] + t * losses[-1] for t in ts]
+        gap_l = [v - b for v, b in zip(losses, lin_l)]
+        il = max(range(points), key=gap_l.__getitem__)
+        barrier.update(loss=gap_l[il], loss_t=ts[il])
+    return {"t": ts, "loss": losses, "accuracy": accs, "bn": bn, "barrier": barrier}

@@ -9,7 +9,8 @@ bias parameters get direction 0 (they stay at their trained values, as that work
 The slice is the loss and accuracy at w + α d₁ (1-D) or w + α d₁ + β d₂ (2-D) on a grid of
 coefficients −span..span with the origin at its centre; at the origin the weights are the
 saved tensors themselves, so it reproduces the unperturbed loss exactly. The network is in eval
-mode (BatchNorm running statistics of the checkpoint).
+mode (BatchNorm running statistics of the checkpoint). A loss that overflows far from the origin
+is recorded as null, never as a made-up number.
 """
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ def grid(resolution: int, span: float) -> list[float]:
     """``resolution`` (odd) coefficients from −span to span; the middle one is exactly 0."""
     mid = resolution // 2
     return [span * (i - mid) / mid for i in range(resolution)]
+
+
+def finite(pair: tuple[float, float]) -> tuple[float | None, float]:
+    """(loss, accuracy) with a non-finite loss (weights pushed into overflow) as None."""
+    loss, acc = pair
+    return (loss if math.isfinite(loss) else None), acc
 
 
 def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -73,7 +80,7 @@ def slices(model: nn.Module, batches: Batches, which: list[str], *, resolution: 
             if a == 0.0 and b == 0.0:
                 return loss0, acc0
             assign(params, base, [a * x + b * y for x, y in zip(d1, d2)])
-            return evaluate(model, batches)
+            return finite(evaluate(model, batches))
 
         if "1d" in which:
             pts = [at(a, 0.0) for a in coeffs]

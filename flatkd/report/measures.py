@@ -317,9 +317,11 @@ def path_figure(results: Sequence[Result]) -> Figure:
         colors = sns.color_palette("colorblind", len(paths))
         for (r, p), c in zip(paths, colors):
             q = p["partner"]
+            height = p["barrier"]["loss"]
             label = (f"{r.key.label} s{r.seed} → {q.get('method')} s{q.get('seed')} "
-                     f"(barrier {p['barrier']['loss']:.3g})")
-            axes[0, 0].plot(p["t"], p["loss"], marker="o", ms=3, color=c, label=label)
+                     f"(barrier {'—' if height is None else f'{height:.3g}'})")
+            axes[0, 0].plot(p["t"], [np.nan if v is None else v for v in p["loss"]], marker="o",
+                            ms=3, color=c, label=label)
             axes[0, 1].plot(p["t"], [100 * a for a in p["accuracy"]], marker="o", ms=3, color=c,
                             label=label)
         axes[0, 0].set_ylabel("training loss")
