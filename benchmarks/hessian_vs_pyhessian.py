@@ -18,7 +18,7 @@ Prints, per model:
      60 and 100 products), each marked holds / FAILS with the measured value.
 
     python benchmarks/hessian_vs_pyhessian.py [--samples 128] [--seeds 5] [--check-hvps 300]
-                                              [--epochs 3] [--threads N] [--models resnet8,mlp]
+        [--epochs 3] [--threads N] [--models resnet8,mlp] [--parts top5,trace] [--no-hutchpp]
 
 Timings on a shared machine are noisy (native and PyHessian alternate per seed, so load hits
 both). Nothing here is a test; numbers go to stdout only.
@@ -41,15 +41,15 @@ import flatkd.datasets as datasets
 import flatkd.models as models
 from flatkd.flatness.data import first_samples
 from flatkd.flatness.hvp import HessianOperator
-from flatkd.flatness.lanczos import top_eigen_run, top_eigenvalues
+from flatkd.flatness.lanczos import LanczosRun, converged_top, lanczos, top_eigenvalues
 from flatkd.flatness.pyhessian_compat import PyHessian
 from flatkd.flatness.reference import gauss_newton_trace
 from flatkd.flatness.state import preserved, set_bn_mode
-from flatkd.flatness.trace import TRACE_ESTIMATORS, rademacher
+from flatkd.flatness.trace import (TRACE_ESTIMATORS, deflated_rest, krylov_pays, rademacher,
+                                   xtrace_from_products)
 
 CPU = torch.device("cpu")
 BUDGETS = (30, 60, 100)
-ESTIMATORS = ("hutch++", "xtrace", "deflated")
 
 
 def train_briefly(model: nn.Module, ds, epochs: int, lr: float, seed: int) -> nn.Module:
@@ -168,9 +168,62 @@ def exact_trace(model, batches, check_hvps: int) -> float:
     return exact
 
 
-def traces(model, batches, seeds: int, exact: float, slq_steps: int) -> dict:
-    """{estimator: {budget: (rel errors, products, rel stderrs)}} and a printed table."""
-    names = ["pyhessian", "hutchinson", *ESTIMATORS, "deflated (suite)"]
+def deflated_rows(op: HessianOperator, seed: int, slq_steps: int) -> dict:
+    """{("deflated" | "deflated (suite)", budget): TraceEstimate}, from nested prefixes of one
+    Lanczos run per seed: the standalone estimator stops its run where :func:`krylov_pays`
+    says; the suite's run also waits for the top-5 eigenvalues (tol 1e-4) and ``slq_steps``
+    steps, as the native backend does. A prefix of a Lanczos run is the shorter run from the same
+    start, so each row is an exact sample of its estimator (rows of one seed are correlated)."""
+    common = {"dtype": op.dtype, "device": CPU}
+    start = torch.Generator().manual_seed(seed + 5000)
+    floor = 10 * torch.finfo(op.dtype).eps
+    stopped: dict = {}
+
+    def variants(a, b, beta):
+        m = len(a)
+        for budget in BUDGETS:
+            pays = krylov_pays(a, b, beta, budget, op.dim)
+            yield ("deflated", budget), not pays
+            eig = m >= 100 or converged_top(a, b, beta, 5, op.dim, 1e-4, floor)
+            yield ("deflated (suite)", budget), m >= slq_steps and eig and not pays
+
+    def stop(a, b, beta):
+        for key, done in variants(a, b, beta):
+            if done and key not in stopped:
+                stopped[key] = len(a)
+        return len(stopped) == 2 * len(BUDGETS)
+
+    run = lanczos(op.matvec, rademacher(op.dim, start, **common), max(100, *BUDGETS),
+                  generator=start, stop=stop)
+    out = {}
+    for key, budget in [(k, b) for k in ("deflated", "deflated (suite)") for b in BUDGETS]:
+        m = stopped.get((key, budget), run.n_matvec)
+        prefix = LanczosRun(run.alphas[:m], run.betas[:m - 1], run.basis[:m],
+                            run.betas[m - 1] if m < run.n_matvec else run.residual, m)
+        probes = TRACE_ESTIMATORS.get("deflated").products_after(budget, m, op.dim)
+        out[(key, budget)] = deflated_rest(op.matvec, prefix, probes, op.dim,
+                                           generator=torch.Generator().manual_seed(seed),
+                                           **common)
+    return out
+
+
+def xtrace_rows(op: HessianOperator, seed: int) -> dict:
+    """{budget: TraceEstimate} of XTrace from nested prefixes of one run with max(BUDGETS)/2
+    test vectors: the same numbers as separate runs with the same seed (tested)."""
+    g = torch.Generator().manual_seed(seed)
+    s_max = max(BUDGETS) // 2
+    omega = torch.stack([torch.randn(op.dim, generator=g, dtype=op.dtype) for _ in range(s_max)])
+    Y = torch.stack([op.matvec(w) for w in omega]).T
+    Q, R = torch.linalg.qr(Y)
+    Z = torch.stack([op.matvec(q) for q in Q.T.contiguous()]).T
+    return {b: xtrace_from_products(omega[:b // 2], Y[:, :b // 2], Q[:, :b // 2],
+                                    R[:b // 2, :b // 2], Z[:, :b // 2], op.dim) for b in BUDGETS}
+
+
+def traces(model, batches, seeds: int, exact: float, slq_steps: int, hutchpp: bool) -> dict:
+    """{estimator: {budget: (RMS relative error %, mean products)}} and a printed table."""
+    names = ["pyhessian", "hutchinson", *(["hutch++"] if hutchpp else []), "xtrace", "deflated",
+             "deflated (suite)"]
     res = {n: {b: ([], [], []) for b in BUDGETS} for n in names}
 
     def add(name, b, mean, n_hvp, stderr):
@@ -182,24 +235,16 @@ def traces(model, batches, seeds: int, exact: float, slq_steps: int) -> dict:
     with preserved(model):
         set_bn_mode(model, "eval")
         with HessianOperator(model, batches, cache_graphs=True) as op:
-            common = {"dtype": op.dtype, "device": CPU}
             for seed in range(seeds):
-                for b in BUDGETS:
-                    for name in ESTIMATORS:
-                        est = TRACE_ESTIMATORS.get(name)(
-                            op.matvec, op.dim, b, generator=torch.Generator().manual_seed(seed),
-                            **common)
-                        add(name, b, est.mean, est.n_hvp, est.stderr)
-                    deflated = TRACE_ESTIMATORS.get("deflated")
-                    start = torch.Generator().manual_seed(seed + 5000)
-                    run = top_eigen_run(op.matvec, rademacher(op.dim, start, **common), 5,
-                                        tol=1e-4, max_iter=100, generator=start,
-                                        min_steps=slq_steps, extend=deflated.krylov(b, op.dim),
-                                        extend_max=b)
-                    est = deflated(op.matvec, op.dim, b,
-                                   generator=torch.Generator().manual_seed(seed), shared=run,
-                                   **common)
-                    add("deflated (suite)", b, est.mean, est.n_hvp, est.stderr)
+                for b in BUDGETS if hutchpp else ():
+                    est = TRACE_ESTIMATORS.get("hutch++")(
+                        op.matvec, op.dim, b, generator=torch.Generator().manual_seed(seed),
+                        dtype=op.dtype, device=CPU)
+                    add("hutch++", b, est.mean, est.n_hvp, est.stderr)
+                for b, est in xtrace_rows(op, seed).items():
+                    add("xtrace", b, est.mean, est.n_hvp, est.stderr)
+                for (name, b), est in deflated_rows(op, seed, slq_steps).items():
+                    add(name, b, est.mean, est.n_hvp, est.stderr)
                 # Hutchinson: budgets are prefixes of one probe sequence per seed
                 z_gen = torch.Generator().manual_seed(seed + 1000)   # not PyHessian's stream
                 samples = []
@@ -230,7 +275,21 @@ def traces(model, batches, seeds: int, exact: float, slq_steps: int) -> dict:
     return out
 
 
-def goals(top: dict, tr: dict) -> None:
+def goals(top: dict | None, tr: dict | None) -> None:
+    if top:
+        top_goals(top)
+    for budget, target in ((60, 1.0), (100, 0.5)) if tr else ():
+        best = min((n for n in tr if n not in ("pyhessian", "hutchinson")),
+                   key=lambda n: tr[n][budget][0])
+        rms, used = tr[best][budget]
+        suite, suite_used = tr["deflated (suite)"][budget]
+        print(f"  GOAL trace RMS <= {target} % at {budget} products: best {best} {rms:.2f} % "
+              f"({used:.0f} products) -> {'holds' if rms <= target else 'FAILS'}; deflated in "
+              f"the suite {suite:.2f} % ({suite_used:.0f} products); PyHessian "
+              f"{tr['pyhessian'][budget][0]:.2f} %")
+
+
+def top_goals(top: dict) -> None:
     nat, py = top["native"], top["pyhessian"]
     ratio = np.mean(py["hvps"]) / np.mean(nat["hvps"])
     ok = max(nat["hvps"]) <= 15 and max(nat["err"]) <= 1e-4 and ratio >= 4 \
@@ -243,14 +302,6 @@ def goals(top: dict, tr: dict) -> None:
     print(f"  GOAL top-5 wall time >= 3.5x less than PyHessian: native {np.mean(nat['wall']):.2f} s"
           f", PyHessian {np.mean(py['wall']):.2f} s: {wall:.1f}x -> "
           f"{'holds' if wall >= 3.5 else 'FAILS'}")
-    for budget, target in ((60, 1.0), (100, 0.5)):
-        best = min(ESTIMATORS, key=lambda n: tr[n][budget][0])
-        rms, used = tr[best][budget]
-        suite, suite_used = tr["deflated (suite)"][budget]
-        print(f"  GOAL trace RMS <= {target} % at {budget} products: best {best} {rms:.2f} % "
-              f"({used:.0f} products) -> {'holds' if rms <= target else 'FAILS'}; deflated in "
-              f"the suite {suite:.2f} % ({suite_used:.0f} products); PyHessian "
-              f"{tr['pyhessian'][budget][0]:.2f} %")
 
 
 def main() -> None:
@@ -262,7 +313,10 @@ def main() -> None:
     ap.add_argument("--slq-steps", type=int, default=40, help="the suite's hessian.slq_steps")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--models", default="resnet8,mlp")
+    ap.add_argument("--parts", default="top5,trace", help="top5 and/or trace")
+    ap.add_argument("--no-hutchpp", action="store_true", help="skip the Hutch++ row (saves time)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -284,11 +338,14 @@ def main() -> None:
         model = train_briefly(build(), ds, args.epochs, 0.05, 0)
         print(f"\n== {title}: {sum(p.numel() for p in model.parameters())} parameters")
         hvp_costs(model, batches)
-        ref = reference_top5(model, batches)
-        print(f"  top-5 reference: {np.array2string(ref, precision=5)}")
-        top = top5(model, batches, ref, args.seeds)
-        exact = exact_trace(model, batches, args.check_hvps)
-        tr = traces(model, batches, args.seeds, exact, args.slq_steps)
+        top = tr = None
+        if "top5" in parts:
+            ref = reference_top5(model, batches)
+            print(f"  top-5 reference: {np.array2string(ref, precision=5)}")
+            top = top5(model, batches, ref, args.seeds)
+        if "trace" in parts:
+            exact = exact_trace(model, batches, args.check_hvps)
+            tr = traces(model, batches, args.seeds, exact, args.slq_steps, not args.no_hutchpp)
         goals(top, tr)
         print(f"  (load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
 

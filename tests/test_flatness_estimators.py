@@ -261,3 +261,20 @@ def test_gauss_newton_trace_is_the_hessian_trace_of_a_relu_net_only():
     assert relu == pytest.approx(float(torch.trace(exact_spectrum("conv_bn")[0])), rel=1e-12)
     tanh = gauss_newton_trace(mlp().double(), data)
     assert abs(tanh - float(torch.trace(exact_spectrum("mlp")[0]))) > 0.1 * abs(tanh)
+
+
+def test_xtrace_prefixes_of_one_run_are_the_smaller_budgets():
+    """The benchmark evaluates budgets on nested prefixes of one XTrace run: same numbers."""
+    from flatkd.flatness.trace import xtrace_from_products
+
+    A = sym(list(np.geomspace(50, 0.1, 60)))
+    g = torch.Generator().manual_seed(4)
+    om = torch.stack([torch.randn(60, generator=g, dtype=torch.float64) for _ in range(10)])
+    Y = (A @ om.T)
+    Q, R = torch.linalg.qr(Y)
+    Z = A @ Q
+    for s in (3, 6, 10):
+        alone = xtrace(lambda v: A @ v, 60, 2 * s, generator=torch.Generator().manual_seed(4), **F64)
+        nested = xtrace_from_products(om[:s], Y[:, :s], Q[:, :s], R[:s, :s], Z[:, :s], 60)
+        assert nested.mean == pytest.approx(alone.mean, rel=1e-9)
+        assert nested.stderr == pytest.approx(alone.stderr, rel=1e-7)

@@ -185,14 +185,26 @@ def xtrace(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
     Y = torch.stack([matvec(w) for w in omega]).T               # [P, s]
     Q, R_dt = torch.linalg.qr(Y)                                 # Householder: orthonormal Q
     Z = torch.stack([matvec(q) for q in Q.T.contiguous()]).T    # [P, s]
+    return xtrace_from_products(omega, Y, Q, R_dt, Z, dim)
+
+
+def xtrace_from_products(omega: torch.Tensor, Y: torch.Tensor, Q: torch.Tensor,
+                         R: torch.Tensor, Z: torch.Tensor, dim: int) -> TraceEstimate:
+    """The algebra of :func:`xtrace` from its products: test vectors ``omega`` [s, P],
+    Y = HΩ [P, s], its reduced QR ``Q`` [P, s], ``R`` [s, s], and Z = HQ [P, s].
+
+    The first s' columns of a Householder QR are the QR of the first s' columns, so nested
+    prefixes of one run give the estimators for smaller budgets (the benchmark uses this)."""
+    s = omega.shape[0]
     n_hvp = 2 * s
-    R = R_dt.double()
+    eps = torch.finfo(Y.dtype).eps
+    R = R.double()
     HQ = (Q.T @ Z).double()
     HQ = (HQ + HQ.T) / 2
     diag = R.diagonal().abs()
-    if diag.min() <= 10 * torch.finfo(dtype).eps * diag.max():
+    if diag.min() <= 10 * eps * diag.max():
         u, sv, _ = torch.linalg.svd(R)
-        keep = u[:, sv > 10 * torch.finfo(dtype).eps * sv[0]]
+        keep = u[:, sv > 10 * eps * sv[0]]
         return TraceEstimate(float(torch.trace(keep.T @ HQ @ keep)), 0.0, n_hvp)
     parts = _XTraceParts(
         HQ=HQ, W=(Q.T @ omega.T).double(), T=(Z.T @ omega.T).double(), R=R,
