@@ -30,9 +30,12 @@ def teacher_seed(cfg: TrainConfig) -> int:
 
 
 def _arch_kwargs(arch: str, num_classes: int, mean, std, width: float = 1.0,
-                 multi_exit: bool = False) -> dict:
+                 multi_exit: bool = False, cfg: TrainConfig | None = None) -> dict:
+    """``models.create`` kwargs, recorded in the checkpoint; ``cfg`` adds the architecture's own
+    settings (transformers: ``vit.img_size``, ``vit.drop_path``)."""
     return {"arch": arch, "num_classes": num_classes, "mean": list(mean), "std": list(std),
-            "width": width, "multi_exit": multi_exit}
+            "width": width, "multi_exit": multi_exit,
+            **(models.arch_options(arch, cfg) if cfg is not None else {})}
 
 
 def projector(d_student: int, d_teacher: int) -> nn.Module:
@@ -49,7 +52,7 @@ class Baseline(Method):
 
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
-        kw = _arch_kwargs(cfg.arch, num_classes, mean, std)
+        kw = _arch_kwargs(cfg.arch, num_classes, mean, std, cfg=cfg)
         student = seeded(cfg.seed, lambda: models.create(**kw))
         return Networks({"student": student}, {"student": ["student"]}, {"student": kw})
 
@@ -74,8 +77,9 @@ class OnlineKD(Method):
 
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
-        s_kw = _arch_kwargs(cfg.arch, num_classes, mean, std)
-        t_kw = _arch_kwargs(cfg.teacher_arch or cfg.arch, num_classes, mean, std, cfg.teacher_width)
+        s_kw = _arch_kwargs(cfg.arch, num_classes, mean, std, cfg=cfg)
+        t_kw = _arch_kwargs(cfg.teacher_arch or cfg.arch, num_classes, mean, std, cfg.teacher_width,
+                            cfg=cfg)
         student = seeded(cfg.seed, lambda: models.create(**s_kw))
         teacher = seeded(teacher_seed(cfg), lambda: models.create(**t_kw))
         proj = seeded(cfg.seed + PROJECTOR_SEED_OFFSET,

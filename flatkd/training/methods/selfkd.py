@@ -36,7 +36,7 @@ class SelfKD(Method):
 
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
-        kw = _arch_kwargs(cfg.arch, num_classes, mean, std, multi_exit=True)
+        kw = _arch_kwargs(cfg.arch, num_classes, mean, std, multi_exit=True, cfg=cfg)
         net = seeded(cfg.seed, lambda: models.create(**kw))
         return Networks({"student": net}, {"student": ["student"]}, {"student": kw})
 

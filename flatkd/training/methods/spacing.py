@@ -4,6 +4,12 @@ Each incoming batch is first used for the "advance" update (teacher step / deep-
 spec is buffered; when ``interval_steps`` specs are buffered, the replay updates run on exactly
 those specs in order and the buffer is cleared. ``interval_steps == 0`` falls back to the
 non-spaced parent method. What is left at the end is dropped or distilled (``spaced.leftover``).
+
+Critical period (paper Fig. 3): spacing runs only in epochs ``start_epoch + 1`` to
+``start_epoch + window_epochs`` (``spaced.start_epoch``, ``spaced.window_epochs``; no window:
+to the end); outside them each batch gets the parent method's updates (online / self KD).
+Intervals are counted from the first spaced step, and a partial interval left when the window
+closes is dropped or distilled like the leftover at the end of training.
 """
 from __future__ import annotations
 
@@ -21,9 +27,17 @@ class SpacedSchedule:
         super().__init__(cfg, nets, interval_steps)
         self.buffer: list[BatchSpec] = []
 
+    def spacing_on(self, spec: BatchSpec) -> bool:
+        """Whether ``spec`` falls in the critical period (spaced.start_epoch, window_epochs)."""
+        sp = self.cfg.spaced
+        return spec.epoch > sp.start_epoch and (
+            sp.window_epochs is None or spec.epoch <= sp.start_epoch + sp.window_epochs)
+
     def schedule(self, spec: BatchSpec) -> list[Update]:
         if self.interval_steps == 0:
             return super().schedule(spec)
+        if not self.spacing_on(spec):
+            return self.finish() + super().schedule(spec)     # finish(): a window just closed
         self.buffer.append(spec)
         updates = [Update(*self.advance, spec)]
         if len(self.buffer) == self.interval_steps:
@@ -50,4 +64,6 @@ class SpacedSchedule:
         self.buffer = [BatchSpec.from_plain(r) for r in state.get("buffer", [])]
 
     def options(self) -> dict:
-        return {**super().options(), "leftover": self.cfg.spaced.leftover}
+        sp = self.cfg.spaced
+        return {**super().options(), "leftover": sp.leftover, "start_epoch": sp.start_epoch,
+                "window_epochs": sp.window_epochs}
