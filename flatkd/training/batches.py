@@ -68,11 +68,42 @@ class _SpecDataset(Dataset):
         return x, y
 
 
+class _CurrentBatches:
+    """A batch sampler whose batches are swapped between passes (see :class:`Materializer`)."""
+
+    def __init__(self):
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class Materializer:
+    """Turns lists of specs into batches through one DataLoader; with ``num_workers > 0`` its
+    worker processes persist from one call to the next (a spaced run materialises a new list
+    of specs for every replay: re-spawning workers each time would cost more than the replay).
+    """
+
+    def __init__(self, base: Dataset, augment: Augment | None, num_workers: int = 0,
+                 persistent: bool = True):
+        self._batches = _CurrentBatches()
+        self.loader = DataLoader(_SpecDataset(base, augment), batch_sampler=self._batches,
+                                 num_workers=num_workers,
+                                 persistent_workers=persistent and num_workers > 0)
+
+    def __call__(self, specs: Sequence[BatchSpec]) -> Iterator[tuple[BatchSpec, torch.Tensor, torch.Tensor]]:
+        """Yield (spec, images [B, C, H, W] in [0, 1], labels [B]) for each spec, in order.
+        Consume one call's batches before the next call."""
+        self._batches.batches = [[(i, s.seed + j) for j, i in enumerate(s.indices)] for s in specs]
+        for spec, (x, y) in zip(specs, self.loader):
+            yield spec, x, torch.as_tensor(y, dtype=torch.long)
+
+
 def materialize(base: Dataset, augment: Augment | None, specs: Sequence[BatchSpec],
                 num_workers: int = 0) -> Iterator[tuple[BatchSpec, torch.Tensor, torch.Tensor]]:
-    """Yield (spec, images [B, C, H, W] in [0, 1], labels [B]) for each spec, in order."""
-    keys = [[(i, s.seed + j) for j, i in enumerate(s.indices)] for s in specs]
-    loader = DataLoader(_SpecDataset(base, augment), batch_sampler=keys, num_workers=num_workers,
-                        persistent_workers=False)
-    for spec, (x, y) in zip(specs, loader):
-        yield spec, x, torch.as_tensor(y, dtype=torch.long)
+    """Yield (spec, images [B, C, H, W] in [0, 1], labels [B]) for each spec, in order (one pass,
+    workers not kept)."""
+    return Materializer(base, augment, num_workers, persistent=False)(specs)

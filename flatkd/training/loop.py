@@ -25,12 +25,14 @@ from ..config import to_plain
 from ..accuracy import top1_accuracy
 from ..errors import FlatkdError, TrainingDiverged
 from ..io import writable_target, write_text
-from .batches import BatchSpec, batches_per_epoch, epoch_specs, materialize
+from .batches import BatchSpec, Materializer, batches_per_epoch, epoch_specs
 from .config import TrainConfig
 from . import distributed
+from .compile_compat import compile_network
 from .methods import METHODS, Method, Update
 
 CHECKPOINT_NAME = "checkpoint.pt"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: settings --resume may change: they do not alter what is computed (data_root: the data moved)
 RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download")
 ROTATION_DATASETS = ("cifar10", "cifar100")   # official CIFAR online-KD pipeline: + RandomRotation(15)
@@ -112,10 +114,14 @@ class Trainer:
         for name, m in nets.modules.items():
             if cfg.sync_bn and self.dist.enabled:
                 nets.modules[name] = m = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m)
-            m.to(self.device)
+            m.to(self.device, memory_format=self._memory_format)
+            if cfg.compile is not None:
+                compile_network(m, cfg.compile)
         self.method: Method = method_cls(cfg, nets, self.interval_steps)
         self.optimizers = {name: self._optimizer(mods) for name, mods in nets.optimizers.items()}
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self._main_stream = Materializer(self.train_set, self.augment, cfg.num_workers)
+        self._replay_stream = Materializer(self.train_set, self.augment, cfg.num_workers)
         self.num_classes = num_classes
         self.epoch, self.step = 0, 0
         self.opt_steps = {name: 0 for name in self.optimizers}
@@ -180,7 +186,7 @@ class Trainer:
                                         epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
         bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.cfg.epochs}",
                    disable=not (self.progress and self.dist.is_main), leave=False, unit="batch")
-        for spec, (_, x, y) in zip(specs, self._materialize(specs)):
+        for spec, (_, x, y) in zip(specs, self._materialize(specs, self._main_stream)):
             self._run_updates(self.method.schedule(spec), spec, x, y)
             self.step = spec.step
             if epoch == self.cfg.epochs and spec is specs[-1]:
@@ -196,18 +202,29 @@ class Trainer:
     def _run_updates(self, updates: list[Update], spec: BatchSpec | None, x, y) -> None:
         """Run updates; batches other than the current one (replays) are re-materialised."""
         others = [u.spec for u in updates if u.spec is not spec]
-        replayed = self._materialize(others) if others else iter(())
+        replayed = self._materialize(others, self._replay_stream) if others else iter(())
         for u in updates:
             if u.spec is spec:
                 ux, uy = x, y
             else:
                 _, ux, uy = next(replayed)
-            self._update(u, ux.to(self.device, non_blocking=True), uy.to(self.device, non_blocking=True))
+            self._update(u, ux.to(self.device, non_blocking=True, memory_format=self._memory_format),
+                         uy.to(self.device, non_blocking=True))
 
-    def _materialize(self, specs: list[BatchSpec]):
-        """(spec, x, y) of this rank's shard of each global batch (the whole batch on one process)."""
-        local = [distributed.shard(s, self.dist.rank, self.dist.world_size) for s in specs]
-        return materialize(self.train_set, self.augment, local, self.cfg.num_workers)
+    def _materialize(self, specs: list[BatchSpec], stream: "Materializer"):
+        """(spec, x, y) of this rank's shard of each global batch (the whole batch on one process),
+        through ``stream``'s persistent workers (one stream for new batches, one for replays)."""
+        return stream([distributed.shard(s, self.dist.rank, self.dist.world_size) for s in specs])
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cfg.channels_last else torch.preserve_format
+
+    def _autocast(self):
+        """Mixed precision (``amp``): bf16 or fp16 autocast on the run's device, or nothing."""
+        if self.cfg.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.cfg.amp])
 
     def _update(self, u: Update, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.on_update is not None:
@@ -215,8 +232,7 @@ class Trainer:
         opt = self.optimizers[u.optimizer]
         for group in opt.param_groups:
             group["lr"] = self.lr_at(u.spec.step)
-        autocast = torch.autocast("cuda") if self.scaler.is_enabled() else contextlib.nullcontext()
-        with autocast:
+        with self._autocast():
             loss, logs = self.method.loss(u.role, x, y)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
@@ -243,7 +259,8 @@ class Trainer:
                "train_loss": sums.get("loss", 0.0) / max(counts.get("loss", 0), 1)}
         if counts.get("teacher_loss"):
             row["teacher_train_loss"] = sums["teacher_loss"] / counts["teacher_loss"]
-        row.update(self._test_accuracies())
+        with self._autocast():
+            row.update(self._test_accuracies())
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         self._sums.clear()
