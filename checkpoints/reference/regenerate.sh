@@ -19,3 +19,34 @@ for seed in ${SEEDS:-0 1 2}; do
     fi
   done
 done
+
+# Offline KD and the constant-ahead teacher (paper Tables 10, 11): 3 seeds. The offline teacher
+# is a baseline ResNet-8 (seed 10, the digits preset) trained first; constant-ahead keeps its
+# teacher 1.5 epochs (135 steps) ahead.
+paper_run() {                   # method interval seed [extra flatkd train args]
+  local method=$1 interval=$2 seed=$3; shift 3
+  local run=$ref/runs/$method-seed$seed result=$ref/results/$method-seed$seed.json
+  if [ ! -f "$run/checkpoint.pt" ]; then
+    rm -rf "$run.partial"
+    flatkd train --method "$method" --arch resnet8 --dataset digits --seed "$seed" \
+      ${interval:+--interval "$interval"} "$@" --set save_optimizer=false \
+      --set checkpoint_networks=student --out "$run.partial" --quiet
+    mv "$run.partial" "$run"
+  fi
+  if [ ! -f "$result" ] && [ -z "${TRAIN_ONLY:-}" ]; then
+    flatkd eval --ckpt "$run/checkpoint.pt" --suite all --config flatkd/presets/eval-quick.yaml \
+      --out "$result" --quiet
+  fi
+}
+teacher=$ref/runs/offline-teacher
+if [ ! -f "$teacher/checkpoint.pt" ]; then
+  rm -rf "$teacher.partial"
+  flatkd train --method baseline --arch resnet8 --dataset digits --seed 10 \
+    --set save_optimizer=false --out "$teacher.partial" --quiet
+  mv "$teacher.partial" "$teacher"
+fi
+for seed in ${SEEDS:-0 1 2}; do
+  [ "$seed" -le 2 ] || continue
+  paper_run offline "" "$seed" --set teacher_ckpt="$teacher/checkpoint.pt"
+  paper_run constant-ahead 1.5 "$seed"
+done
