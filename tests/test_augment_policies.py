@@ -22,7 +22,7 @@ def _cifar_like(seed=0, size=32):
 
 # ---------------------------------------------------------------- registry and defaults
 def test_registry_names_and_unknown_policy_names_the_choices():
-    assert D.policy_names() == ["autoaugment-cutout", "crop-flip", "imagenet"]
+    assert D.policy_names() == ["autoaugment-cutout", "crop-flip", "imagenet", "randaugment-erasing"]
     with pytest.raises(FlatkdError, match="unknown augmentation policy 'autoaugment'; valid "
                                           "choices: autoaugment-cutout, crop-flip, imagenet"):
         D.train_augment("cifar10", policy="autoaugment")

@@ -320,5 +320,5 @@ def test_imagefolder_trains_with_random_resized_crops_of_the_originals(tmp_path,
     t.run()
     assert t.opt_steps == {"student": 2}
     bad = resolve("baseline", "resnet8", "digits", overrides={"augment.policy": "randaug"})
-    with pytest.raises(FlatkdError, match="valid choices: autoaugment-cutout, crop-flip, imagenet"):
+    with pytest.raises(FlatkdError, match="valid choices: autoaugment-cutout, crop-flip, imagenet, randaugment-erasing"):
         Trainer(bad, tmp_path / "bad", progress=False)
