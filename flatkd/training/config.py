@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import yaml
 
 from .. import config as cfgmod
+from .. import models
 from ..errors import FlatkdError
 
 
@@ -80,10 +81,17 @@ class SpacedConfig:
     leftover: drop (official code: the last partial interval is never distilled) or distil.
     teacher_bn: the frozen teacher's BatchNorm during replay: train (official: statistics keep
         updating) or eval.
+    start_epoch: critical period (paper Fig. 3): spacing starts after this many epochs; before
+        it the run is the non-spaced method (online / self KD). Default 0: spaced from the start.
+    window_epochs: critical period: spacing lasts this many epochs from start_epoch (Fig. 3a:
+        10), then the non-spaced method again; a partial interval at the window's end is
+        dropped or distilled as leftover says; unset: until the end of training (Fig. 3b).
     """
     interval: Optional[float] = None
     leftover: Literal["drop", "distil"] = "drop"
     teacher_bn: Literal["train", "eval"] = "train"
+    start_epoch: int = 0
+    window_epochs: Optional[int] = None
 
 
 @dataclass
@@ -119,6 +127,19 @@ class AugmentConfig:
 
 
 @dataclass
+class VitConfig:
+    """Vision transformers (DeiT-Tiny, PiT-Tiny through timm, trained from scratch).
+
+    img_size: the transformer's input size: 32 (patch 4, PiT stride 2: 8×8 DeiT tokens; timm's
+        224-px patch 16 would leave 2×2 tokens on a 32-px image) or 224 (patch 16, PiT stride 8;
+        inputs are upsampled bilinearly inside the model, as in the paper).
+    drop_path: stochastic-depth rate of the transformer blocks (default 0.1, the paper's recipe).
+    """
+    img_size: Literal[32, 224] = 32
+    drop_path: float = 0.1
+
+
+@dataclass
 class TrainConfig:
     """One training run. Defaults are the paper's ResNet settings; a dataset preset, a YAML file
     and ``--set`` overrides are applied on top, in that order.
@@ -137,7 +158,13 @@ class TrainConfig:
     test_subset: per-epoch test accuracy on the first N test samples only.
     eval_batch_size: batch size of the per-epoch test pass (default 512).
     teacher_arch: teacher architecture; unset: the student's.
-    teacher_width: channel multiplier of the teacher (default 1; 2 gives a ResNet×2).
+    teacher_width: channel multiplier of every stage of a ResNet teacher (default 1; 2 gives
+        "ResNet-18×2" of paper Table 9, the official code's -downsample_factor 2).
+    teacher_ckpt: offline KD: a flatkd checkpoint whose network teacher_ckpt_model is the frozen
+        teacher (its dataset and classes must match; teacher_arch / teacher_width, when set,
+        too); unset: offline trains its teacher first.
+    teacher_ckpt_model: which network of teacher_ckpt teaches: student (default; a baseline
+        run's network) or teacher.
     checkpoint_every: also checkpoint every N steps within an epoch (0: at epoch ends only).
     save_optimizer: keep optimizer state in the checkpoint (needed by --resume).
     checkpoint_networks: all (default) or student: keep only the student's weights, a smaller
@@ -151,7 +178,8 @@ class TrainConfig:
         eager for debugging); unset: no compilation.
     sync_bn: SyncBatchNorm across the ranks of a torchrun launch (CUDA only; default: plain
         BatchNorm with rank 0's statistics broadcast after every step).
-    preset: filled in by flatkd: the dataset preset file that was applied.
+    preset: filled in by flatkd: the preset files that were applied (the dataset's, then the
+        architecture's recipe, e.g. recipes/vit.yaml).
     """
     method: str = "baseline"
     arch: str = "resnet18"
@@ -168,6 +196,8 @@ class TrainConfig:
     eval_batch_size: int = 512
     teacher_arch: Optional[str] = None
     teacher_width: float = 1.0
+    teacher_ckpt: Optional[str] = None
+    teacher_ckpt_model: Literal["student", "teacher"] = "student"
     checkpoint_every: int = 0
     save_optimizer: bool = True
     checkpoint_networks: Literal["all", "student"] = "all"
@@ -181,6 +211,7 @@ class TrainConfig:
     spaced: SpacedConfig = field(default_factory=SpacedConfig)
     selfkd: SelfKDConfig = field(default_factory=SelfKDConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    vit: VitConfig = field(default_factory=VitConfig)
 
     def validate(self) -> None:
         """Refuse values no run can use, naming the key and the valid range."""
@@ -204,6 +235,13 @@ class TrainConfig:
              f"checkpoint_every must be ≥ 0 steps (0: at epoch ends only), got {self.checkpoint_every}")
         need(finite(self.teacher_width) and self.teacher_width > 0,
              f"teacher_width must be a finite number > 0, got {self.teacher_width}")
+        need(self.spaced.start_epoch >= 0 and self.spaced.start_epoch < self.epochs,
+             f"spaced.start_epoch must lie in [0, epochs - 1], got {self.spaced.start_epoch}")
+        need(self.spaced.window_epochs is None or self.spaced.window_epochs >= 1,
+             f"spaced.window_epochs must be ≥ 1 epoch (unset: until the end), "
+             f"got {self.spaced.window_epochs}")
+        need(finite(self.vit.drop_path) and 0 <= self.vit.drop_path < 1,
+             f"vit.drop_path must lie in [0, 1), got {self.vit.drop_path}")
         o = self.optim
         need(finite(o.lr) and o.lr > 0, f"optim.lr must be a finite number > 0, got {o.lr}")
         need(o.lr <= FLOAT32_MAX, f"optim.lr={o.lr} overflows float32 (largest {FLOAT32_MAX:.3g})")
@@ -228,14 +266,30 @@ def preset_names() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
-def resolve(method: str, arch: str, dataset: str, *, config_file: str | None = None,
+def resolve(method: str, arch: str | None, dataset: str | None, *, config_file: str | None = None,
             overrides: dict | None = None, **cli) -> TrainConfig:
-    """defaults → dataset preset → YAML file → CLI flags (non-None) → ``--set`` overrides."""
+    """defaults → dataset preset → the architecture's recipe preset (``presets/recipes/``, e.g.
+    the paper's ViT recipe) → YAML file → CLI flags (non-None) → ``--set`` overrides.
+
+    ``arch`` / ``dataset`` None: taken from the YAML file (the paper presets set both)."""
+    if config_file and (arch is None or dataset is None):
+        given = cfgmod.load_yaml(config_file)
+        arch, dataset = arch or given.get("arch"), dataset or given.get("dataset")
+    if arch is None or dataset is None:
+        raise FlatkdError("name the architecture and the dataset (--arch, --dataset) or use a "
+                          "--config file that sets arch and dataset")
     cfg = TrainConfig(method=method, arch=arch, dataset=dataset)
+    applied = []
     if dataset in preset_names():
         text = resources.files("flatkd.presets").joinpath(f"{dataset}.yaml").read_text()
         cfgmod.apply_overrides(cfg, cfgmod.flatten(yaml.safe_load(text) or {}))
-        cfg.preset = f"{dataset}.yaml"
+        applied.append(f"{dataset}.yaml")
+    recipe = models.recipe(arch)
+    if recipe is not None:
+        text = resources.files("flatkd.presets").joinpath("recipes", f"{recipe}.yaml").read_text()
+        cfgmod.apply_overrides(cfg, cfgmod.flatten(yaml.safe_load(text) or {}))
+        applied.append(f"recipes/{recipe}.yaml")
+    cfg.preset = " + ".join(applied) or None
     if config_file:
         cfgmod.apply_file(cfg, config_file)
     flags = {k: v for k, v in cli.items() if v is not None}
