@@ -20,8 +20,6 @@ from matplotlib.figure import Figure
 
 from ..io import write_text
 from ..robustness.published import corruption_errors, normalised
-from ..study.measures import merge, rows as study_rows
-from ..study.study import MIN_NETWORKS, StudySettings, measure_taus, sentences
 from . import figures as F
 from . import tables as T
 from .results import Result, group, method_label
@@ -29,13 +27,20 @@ from .results import Result, group, method_label
 AXIS_NAMES = ("method", "interval", "seed", "network", "dataset")
 
 
+def _study():
+    """The study modules (imported late: they read result files through this package)."""
+    from ..study import measures, study
+    return measures, study
+
+
 # ------------------------------------------------------------------------------ tables
-def tau_frame(results: Sequence[Result], settings: StudySettings | None = None
-              ) -> tuple[pd.DataFrame, list[str]]:
-    """The τ table (one row per measure; numeric columns) and the verdict sentences."""
-    settings = settings or StudySettings()
-    taus = measure_taus(study_rows(merge(results)), settings)
-    return taus_frame(taus), sentences(taus, settings.confidence)
+def tau_frame(results: Sequence[Result], settings=None) -> tuple[pd.DataFrame, list[str]]:
+    """The τ table (one row per measure; numeric columns) and the verdict sentences
+    (``settings``: a :class:`flatkd.study.StudySettings`, default settings if None)."""
+    measures, study = _study()
+    settings = settings or study.StudySettings()
+    taus = study.measure_taus(measures.rows(measures.merge(results)), settings)
+    return taus_frame(taus), study.sentences(taus, settings.confidence)
 
 
 def taus_frame(taus: Sequence[Mapping]) -> pd.DataFrame:
@@ -351,16 +356,17 @@ def _figure(out: Path, stem: str, caption: str, fig: Figure, written: dict) -> l
 
 
 def measures_section(results: Sequence[Result], out: Path, written: dict,
-                     settings: StudySettings | None = None) -> list[str]:
+                     settings=None) -> list[str]:
     """Markdown of the sharpness/landscape/mCE section (tables and figures written to ``out``
     and recorded in ``written``); empty when no result holds any of them."""
-    settings = settings or StudySettings()
+    _, study = _study()
+    settings = settings or study.StudySettings()
     md: list[str] = []
     has_sharp = any(r.data.get("sharpness") for r in results)
     if has_sharp:
         df, summary = tau_frame(results, settings)
         n = int(df["n"].max()) if len(df) else 0
-        if len(df) and n >= MIN_NETWORKS:
+        if len(df) and n >= study.MIN_NETWORKS:
             md += ["## Which measures track generalization? (Kendall τ)", "",
                    "Kendall's τ-b between each measure (oriented so that larger = sharper) and "
                    "the generalization gap (train − test accuracy) and test accuracy, over the "

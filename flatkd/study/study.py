@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 from .. import provenance
 from ..errors import FlatkdError
 from ..io import write_json
-from .measures import family_of, load, rows as study_rows
+from .measures import family_of, load, read_json, rows as study_rows
 from .tau import bootstrap_ci, granulated, kendall
 
 STUDY_FORMAT, STUDY_VERSION = "flatkd.study", 1
@@ -108,6 +108,11 @@ def sentences(taus: Sequence[Mapping], confidence: float) -> list[str]:
     return out
 
 
+SETTING_SECTIONS = {"flatness": ("hessian", "perturbation"),
+                    "sharpness": ("sharpness", "pacbayes", "layers")}
+"""Suite → the settings sections its measures depend on (recorded per study)."""
+
+
 def run_study(paths: Iterable[str | Path], settings: StudySettings | None = None,
               out: str | Path | None = None) -> dict:
     """The study of the results under ``paths`` (files or folders; one network's sections may
@@ -120,11 +125,22 @@ def run_study(paths: Iterable[str | Path], settings: StudySettings | None = None
                           "--suite sharpness, or flatness and robustness)")
     taus = measure_taus(table, settings)
     sources = sorted({f"{k}: {v}" for r in table for k, v in r["target_sources"].items()})
+    used: list[dict] = []
+    for e in merged:                        # the evaluation settings the measures came from
+        keep: dict = {}
+        for f in e["files"]:
+            prov = read_json(f).get("provenance") or {}
+            for suite in prov.get("suites") or []:
+                for key in SETTING_SECTIONS.get(suite, ()):
+                    if key in (prov.get("settings") or {}):
+                        keep[key] = prov["settings"][key]
+        if keep not in used:
+            used.append(keep)
     prov = provenance.collect(seed=settings.seed, settings=asdict(settings))
     for volatile in ("created_utc", "command"):
         prov.pop(volatile)
     study = {"format": STUDY_FORMAT, "version": STUDY_VERSION, "n_networks": len(table),
-             "target_sources": sources, "rows": table, "taus": taus,
+             "target_sources": sources, "eval_settings": used, "rows": table, "taus": taus,
              "summary": sentences(taus, settings.confidence),
              "inputs": [{"path": f, "sha256": provenance.sha256_of(f)}
                         for r in table for f in r["files"]],
