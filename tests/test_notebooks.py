@@ -118,7 +118,7 @@ def test_measures_notebook_is_clean_and_states_which_measures_track_the_gap(tmp_
                           "adaptive": {"average": {"value": 0.1 + gap},
                                        "worst": {"value": float(unrelated[i])}}},
             "provenance": {"seed": 0}}))
-    nb = execute(name, {"results_dir": str(tmp_path), "n_resamples": 200})
+    nb = execute(name, {"study_file": None, "results_dir": str(tmp_path), "n_resamples": 200})
     text, images = outputs(nb)
     assert warnings_shown(nb) == []
     assert images == 2                                   # τ with intervals; measures vs gap
