@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import math
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -106,7 +107,9 @@ class Trainer:
                               f"training samples of {cfg.dataset}; choose at most {len(self.train_set)}")
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
         self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
-        self.total_steps = self.bpe * cfg.epochs
+        self.stages = method_cls.stages(cfg)            # multi-stage methods: stages × epochs
+        self.total_epochs = cfg.epochs * self.stages
+        self.total_steps = self.bpe * self.total_epochs
         self.interval_epochs = self._interval(method_cls)
         self.interval_steps = interval_steps(self.interval_epochs, self.bpe) \
             if self.interval_epochs is not None else 0
@@ -160,7 +163,7 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         """Learning rate at global data step ``step`` (1-based): warm-up, then constant or cosine."""
         o = self.cfg.optim
-        progress = (step - 1) / self.bpe                     # epochs completed
+        progress = (step - 1) % (self.bpe * self.cfg.epochs) / self.bpe   # epochs done in the stage
         if progress < o.warmup_epochs:
             return o.lr * (progress + 1 / self.bpe) / o.warmup_epochs
         if o.schedule == "constant":
@@ -175,7 +178,7 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.yaml", yaml.safe_dump(self._record(), sort_keys=False))
-        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+        for epoch in range(self.epoch + 1, self.total_epochs + 1):
             self._train_epoch(epoch)
         return self.ckpt_path
 
@@ -184,12 +187,12 @@ class Trainer:
             m.train()
         specs = [s for s in epoch_specs(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
                                         epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
-        bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.cfg.epochs}",
+        bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.total_epochs}",
                    disable=not (self.progress and self.dist.is_main), leave=False, unit="batch")
         for spec, (_, x, y) in zip(specs, self._materialize(specs, self._main_stream)):
             self._run_updates(self.method.schedule(spec), spec, x, y)
             self.step = spec.step
-            if epoch == self.cfg.epochs and spec is specs[-1]:
+            if epoch == self.total_epochs and spec is specs[-1]:
                 self._run_updates(self.method.finish(), None, None, None)
             bar.update(1)
             bar.set_postfix(loss=f"{self._sums['loss'] / max(self._counts['loss'], 1):.3f}")
@@ -232,6 +235,7 @@ class Trainer:
         opt = self.optimizers[u.optimizer]
         for group in opt.param_groups:
             group["lr"] = self.lr_at(u.spec.step)
+        self.method.begin(u)
         with self._autocast():
             loss, logs = self.method.loss(u.role, x, y)
         if not torch.isfinite(loss):
@@ -268,6 +272,8 @@ class Trainer:
         self._save(epoch)
         if self.dist.is_main:
             self._write_csv()
+            if self.stages > 1 and epoch % self.cfg.epochs == 0:    # a stage ended: keep a copy
+                shutil.copyfile(self.ckpt_path, self.out / f"stage-{epoch // self.cfg.epochs}.pt")
 
     def _test_accuracies(self) -> dict:
         """Per-epoch test accuracies; with several ranks each takes every world_size-th test
@@ -353,6 +359,9 @@ class Trainer:
                                   f"but this run asks for {now.get(key)!r}; only "
                                   f"{', '.join(RESUME_MAY_CHANGE)} may change on resume")
         if self.cfg.epochs != saved["epochs"]:
+            if self.stages > 1:
+                raise FlatkdError(f"--resume: epochs cannot change for {self.cfg.method} (its "
+                                  f"{self.stages} stages are {saved['epochs']} epochs each)")
             if self.cfg.optim.schedule != "constant":
                 raise FlatkdError("--resume: epochs cannot change under the "
                                   f"{self.cfg.optim.schedule} lr schedule (it depends on the epoch count)")

@@ -43,6 +43,28 @@ class Method(ABC):
     def __init__(self, cfg: TrainConfig, nets: Networks, interval_steps: int):
         self.cfg, self.nets, self.interval_steps = cfg, nets, interval_steps
         self.replay_steps: list[int] = []      # global steps at which a replay was triggered
+        self.update: Update | None = None      # the update whose loss is computed next (``begin``)
+
+    @classmethod
+    def stages(cls, cfg: TrainConfig) -> int:
+        """How many consecutive trainings of ``cfg.epochs`` epochs the run has (default 1).
+
+        A multi-stage method (born-again generations, a teacher-assistant chain, a pretrained
+        teacher) trains stage k on epochs k·E+1 … (k+1)·E with fresh shuffles; the loop restarts
+        the learning-rate schedule at each stage and keeps a copy of each finished stage's
+        checkpoint. ``stage_of(spec)`` tells a method which stage a batch belongs to.
+        """
+        return 1
+
+    def stage_of(self, spec: BatchSpec) -> int:
+        """The 0-based stage of batch ``spec`` (see :meth:`stages`)."""
+        return (spec.epoch - 1) // self.cfg.epochs
+
+    def begin(self, update: Update) -> None:
+        """Called by the loop right before ``loss`` for ``update``. A method whose loss depends on
+        which samples it sees (per-sample state keyed by ``update.spec.indices``) or on the
+        batch's epoch reads ``self.update``."""
+        self.update = update
 
     @classmethod
     @abstractmethod

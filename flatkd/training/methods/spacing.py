@@ -27,6 +27,17 @@ class SpacedSchedule:
         super().__init__(cfg, nets, interval_steps)
         self.buffer: list[BatchSpec] = []
 
+    # Methods with more than one network on either side override these two hooks rather than
+    # copying the schedule (a peer group stepping ahead, a chain of learners replaying in turn).
+    def advance_updates(self, spec: BatchSpec) -> list[Update]:
+        """The teacher side's updates for the incoming batch (default: one ``advance`` update)."""
+        return [Update(*self.advance, spec)]
+
+    def replay_updates(self, specs: list[BatchSpec]) -> list[Update]:
+        """The learner side's updates for one buffered interval, in order (default: one
+        ``replay`` update per batch)."""
+        return [Update(*self.replay, s) for s in specs]
+
     def spacing_on(self, spec: BatchSpec) -> bool:
         """Whether ``spec`` falls in the critical period (spaced.start_epoch, window_epochs)."""
         sp = self.cfg.spaced
@@ -39,7 +50,7 @@ class SpacedSchedule:
         if not self.spacing_on(spec):
             return self.finish() + super().schedule(spec)     # finish(): a window just closed
         self.buffer.append(spec)
-        updates = [Update(*self.advance, spec)]
+        updates = self.advance_updates(spec)
         if len(self.buffer) == self.interval_steps:
             updates += self._replay()
         return updates
@@ -52,7 +63,7 @@ class SpacedSchedule:
 
     def _replay(self) -> list[Update]:
         self.replay_steps.append(self.buffer[-1].step)
-        updates = [Update(*self.replay, s) for s in self.buffer]
+        updates = self.replay_updates(self.buffer)
         self.buffer = []
         return updates
 
