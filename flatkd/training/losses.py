@@ -111,7 +111,12 @@ def feature_loss(name: str | None, faithful: bool) -> Callable[[torch.Tensor, to
 
 def distillation_objective(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, alpha: float,
                            T: float, soft: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Paper Eq. 2: (1 − α)·CE(s, y) + α·soft(s, t, T). Returns (total, ce, kd)."""
+    """Paper Eq. 2: (1 − α)·CE(s, y) + α·soft(s, t, T). Returns (total, ce, kd).
+
+    A soft loss that carries ``weights = (w_ce, w_soft)`` (a loss add-on run with its own
+    paper's weights, e.g. LSKD's 0.1 / 9) replaces (1 − α, α); ``weights = None``: Eq. 2.
+    """
     ce = F.cross_entropy(s, y)
     kd = soft(s, t.detach(), T)
-    return (1 - alpha) * ce + alpha * kd, ce, kd
+    w_ce, w_soft = getattr(soft, "weights", None) or (1 - alpha, alpha)
+    return w_ce * ce + w_soft * kd, ce, kd
