@@ -34,6 +34,27 @@ FAMILIES = {
 METHOD_ORDER = ("baseline", "offline", "online", "constant-ahead", "spaced-online",
                 "self", "spaced-self")
 
+#: spacing as a plug-in (paper Table 4, App. A.3): each method inside online KD ("w/ KD") and
+#: inside spaced KD ("w/ Ours"); w/o KD is the baseline, or for DLB / PS-KD the self-distilled
+#: network alone. Loss add-ons are named HOST+ADDON (online+lskd).
+_PLUGINS = {
+    "lskd": ("baseline", "online+lskd", "spaced-online+lskd"),
+    "ctkd": ("baseline", "online+ctkd", "spaced-online+ctkd"),
+    "tsb": ("baseline", "tsb", "spaced-tsb"),
+    "dml": ("baseline", "dml", "spaced-dml"),
+    "shake": ("baseline", "shake", "spaced-shake"),
+    "ban": ("baseline", "ban", "spaced-ban"),
+    "takd": ("baseline", "takd", "spaced-takd"),
+    "dlb": ("dlb", "online-dlb", "spaced-dlb"),
+    "pskd": ("pskd", "online-pskd", "spaced-pskd"),
+}
+FAMILIES |= _PLUGINS
+COUNTERPART |= {spaced: plain for _, plain, spaced in _PLUGINS.values()}
+COUNTERPART |= {"spaced-self+lskd": "self+lskd", "spaced-self+ctkd": "self+ctkd"}
+METHOD_ORDER += tuple(m for fam in _PLUGINS.values() for m in fam
+                      if m != "baseline") + ("self+lskd", "spaced-self+lskd", "self+ctkd",
+                                             "spaced-self+ctkd")
+
 
 @dataclass(frozen=True, order=True)
 class GroupKey:
