@@ -2,6 +2,7 @@
 TSB, SHAKE, BAN, TAKD, DLB, PS-KD with their spaced variants. Hand-computed values are from
 independent numpy computations of each paper's formula."""
 import math
+import re
 
 import pytest
 import torch
@@ -470,3 +471,24 @@ def test_every_method_trains_and_its_student_evaluates(tmp_path, method):
         out = ck.build_model("student")(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     assert 0.0 <= t.metrics[-1]["student_test_acc"] <= 1.0
+
+
+# ================================================================ paper presets (Table 4, A.3)
+def test_table4_presets_resolve_for_their_methods():
+    from importlib import resources
+    root = resources.files("flatkd.presets").joinpath("paper")
+    names = sorted(p.name for p in root.iterdir() if p.name.startswith("table4-"))
+    columns = {n.split("-")[3].removesuffix(".yaml") for n in names}
+    assert columns == {"tsb", "ctkd", "lskd", "ban", "takd", "dml", "shake", "dlb", "pskd"}
+    for name in names:
+        text = root.joinpath(name).read_text()
+        block = text.split("# methods:")[1].split("# flatkd train")[0]
+        methods = re.findall(r"([\w+-]+)\s*#?\s*\((?:w/o KD|w/ KD|w/ Ours)", block)
+        assert len(methods) == 3, name
+        with resources.as_file(root.joinpath(name)) as path:
+            for method in methods:
+                cfg = resolve(method, None, None, config_file=str(path))
+                assert cfg.arch == "resnet18" and method in METHODS, (name, method)
+    lskd = resolve("online+lskd", None, None,
+                   config_file=str(root.joinpath("table4-cifar100-resnet18-lskd-official.yaml")))
+    assert (lskd.lskd.ce_weight, lskd.lskd.kd_weight, lskd.lskd.temperature) == (0.1, 9.0, 2.0)
