@@ -31,6 +31,31 @@ for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
   for spec in "baseline:" "self:" "spaced-self:1.0"; do run_one "${spec%%:*}" "${spec#*:}" "$seed"; done
 done
+# Table 4 on digits (spacing as a plug-in): LSKD and CTKD inside online ("w/ KD") vs spaced
+# ("w/ Ours") KD, and TSB's peer group teaching a student online vs spaced; 3 seeds; w/o KD is
+# the baseline above. Evaluated with the robustness suite only (clean accuracy, corruptions,
+# BIM; eval-quick.yaml): the flatness suite would multiply the evaluation time on 2 cores.
+run_t4() {                      # method interval seed
+  local method=$1 interval=$2 seed=$3
+  local run=$ref/runs/$method-seed$seed result=$ref/results/$method-seed$seed.json
+  if [ ! -f "$run/checkpoint.pt" ]; then
+    rm -rf "$run.partial"
+    flatkd train --method "$method" --arch resnet8 --dataset digits --seed "$seed" \
+      ${interval:+--interval "$interval"} --set save_optimizer=false \
+      --set checkpoint_networks=student --out "$run.partial" --quiet
+    mv "$run.partial" "$run"
+  fi
+  if [ ! -f "$result" ] && [ -z "${TRAIN_ONLY:-}" ]; then
+    flatkd eval --ckpt "$run/checkpoint.pt" --suite robustness \
+      --config flatkd/presets/eval-quick.yaml --out "$result" --quiet
+  fi
+}
+for seed in ${SEEDS:-0 1 2}; do
+  [ "$seed" -le 2 ] || continue
+  for spec in "online+lskd:" "spaced-online+lskd:1.5" "online+ctkd:" "spaced-online+ctkd:1.5" \
+              "tsb:" "spaced-tsb:1.5"; do run_t4 "${spec%%:*}" "${spec#*:}" "$seed"; done
+done
+
 # Offline KD and the constant-ahead teacher (paper Tables 10, 11): 3 seeds. The offline teacher
 # is a baseline ResNet-8 (seed 10, the digits preset) trained first; constant-ahead keeps its
 # teacher 1.5 epochs (135 steps) ahead.
