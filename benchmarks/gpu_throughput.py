@@ -187,8 +187,8 @@ def parse(argv=None):
                    "CUDA, 1 on CPU)")
     p.add_argument("--workers", type=int, help="DataLoader workers of the training loop and of "
                    "the loader measurement (default: min(8, cores) on CUDA, 0 on CPU)")
-    p.add_argument("--amp", default="off,bf16,fp16", help="AMP modes to measure (default: "
-                   "off,bf16,fp16; those this flatkd offers)")
+    p.add_argument("--amp", help="AMP modes to measure, those this flatkd offers (default: "
+                   "off,bf16,fp16 on CUDA; off,bf16 on CPU, where fp16 is emulated and slow)")
     p.add_argument("--channels-last", dest="channels_last", default="off,on",
                    help="memory layouts to measure (default: off,on)")
     p.add_argument("--methods", default=",".join(METHODS), help="methods (default: all four)")
@@ -197,6 +197,7 @@ def parse(argv=None):
     a.batch = a.batch or (128 if on_gpu else 16)
     a.steps = a.steps or (50 if on_gpu else 3)
     a.repeats = a.repeats or (3 if on_gpu else 1)
+    a.amp = a.amp or ("off,bf16,fp16" if on_gpu else "off,bf16")
     a.workers = a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if on_gpu else 0)
     return a
 
