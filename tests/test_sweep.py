@@ -70,10 +70,16 @@ class InProcess:
 
 @pytest.fixture
 def in_process(monkeypatch, tmp_path):
+    """Child processes replaced by this one, with one intra-op thread (tiny nets; on a loaded
+    2-core machine two threads spin-wait for each other)."""
+    import torch
     monkeypatch.setenv("FLATKD_CACHE", str(tmp_path / "cache"))
     fake = InProcess()
     monkeypatch.setattr(launch.Children, "call", fake)
-    return fake
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield fake
+    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- expansion and names

@@ -30,6 +30,10 @@ __all__ = ["CLUSTERS", "LAUNCHERS", "Outcome", "Run", "Sweep", "load", "plan_tex
            "preset_names", "run_sweep"]
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" + ("" if n == 1 else "s")
+
+
 def _axes_line(sweep: Sweep) -> str:
     parts = []
     for key, vals in sweep.axes.items():
@@ -48,7 +52,7 @@ def plan_text(sweep: Sweep, launcher: str = "local", nproc: int | None = None,
         counts[s.label] = counts.get(s.label, 0) + 1
     n = default_nproc(sweep, nproc)
     ev = sweep.eval
-    lines = [f"sweep {sweep.name}: {len(sweep.runs)} runs ({_axes_line(sweep)})",
+    lines = [f"sweep {sweep.name}: {_runs(len(sweep.runs))} ({_axes_line(sweep)})",
              f"out: {sweep.out}",
              "evaluation: " + ("none" if ev.suite == "none" else
                                f"--suite {ev.suite} of the {', '.join(ev.models)}"
@@ -97,7 +101,7 @@ def run_sweep(sweep: Sweep, launcher: str = "local", jobs: int = 1, nproc: int |
     write_text(sweep.out / "sweep.yaml", yaml.safe_dump(sweep.data, sort_keys=False))
     n = default_nproc(sweep, nproc)
     results = sweep.out / "results"
-    say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {len(todo)} to do "
+    say(f"sweep {sweep.name}: {_runs(len(sweep.runs))}, {len(todo)} to do "
         f"({len(sweep.runs) - len(todo)} already finished); out {sweep.out}")
     outcome: dict = {"outcomes": [], "results": results, "jobs": [], "report": None}
     if launcher == "slurm":
