@@ -144,3 +144,19 @@ def test_gap_falls_back_to_flatness_and_robustness(tmp_path):
     assert row["target_sources"]["gap"] == "first 64 training samples − whole test split"
     assert row["measures"] == {"hessian_trace": 3.0, "top_eigenvalue": 1.0,
                                "perturbation_loss@0.01": 0.2}
+
+
+def test_a_target_never_mixes_sources(tmp_path):
+    """Networks with the sharpness suite's gap and networks with only the fallback gap: the τ of
+    a measure they share uses the former alone."""
+    paths = _write(tmp_path, n=8)
+    for i in range(4):                                   # four more, flatness + robustness only
+        r = _result("self", i, f"fallback{i}", flatness={
+            "hessian": {"n_samples": 64, "trace": {"mean": 100.0 + i}, "top_eigenvalues": [1.0]},
+            "perturbation": [{"sigma": 0.0, "loss_mean": 0.1, "acc_mean": 0.99}]},
+            robustness={"clean_accuracy": 0.9 - 0.01 * i, "corruptions": [], "adversarial": []})
+        (tmp_path / f"self-{i}.json").write_text(json.dumps(r))
+    s = run_study([tmp_path], StudySettings(n_resamples=100))
+    by = {t["measure"]: t for t in s["taus"]}
+    assert by["hessian_trace"]["gap"]["n"] == 8 and s["n_networks"] == 12
+    assert len(paths) == 8

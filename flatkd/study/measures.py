@@ -19,7 +19,9 @@ Measure families (registry :data:`MEASURES`, each ``fn(result dict) → [(name, 
 Targets (registry :data:`TARGETS`): ``gap`` = train − test accuracy and ``test_accuracy``, from
 the sharpness suite's ``generalization`` block (whole splits); without it, test accuracy is the
 robustness suite's clean accuracy and train accuracy the flatness suite's σ = 0 accuracy on its
-first ``hessian.samples`` training samples — the source is recorded either way.
+first ``hessian.samples`` training samples — the source is recorded either way, and a study
+never mixes the two: when some networks have the sharpness suite's target, only those enter
+that target's τ.
 """
 from __future__ import annotations
 
@@ -145,6 +147,15 @@ def load(paths: Iterable[str | Path]) -> list[dict]:
     if not files:
         raise FlatkdError("no flatkd result files given (expected *.json written by `flatkd eval`)")
     return merge(load_result(f) for f in files)
+
+
+PRIMARY_SOURCES = ("whole train split − whole test split", "whole test split (sharpness suite)")
+"""Target sources of the sharpness suite; the others are fallbacks."""
+
+
+def source_rank(source: str) -> int:
+    """0 for a target measured by the sharpness suite, 1 for a fallback."""
+    return 0 if source in PRIMARY_SOURCES else 1
 
 
 def rows(merged: Iterable[Mapping]) -> list[dict]:

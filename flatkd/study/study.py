@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 from .. import provenance
 from ..errors import FlatkdError
 from ..io import write_json
-from .measures import family_of, load, read_json, rows as study_rows
+from .measures import family_of, load, read_json, rows as study_rows, source_rank
 from .tau import bootstrap_ci, granulated, kendall
 
 STUDY_FORMAT, STUDY_VERSION = "flatkd.study", 1
@@ -65,6 +65,9 @@ def measure_taus(table: Sequence[Mapping], settings: StudySettings) -> list[dict
         entry: dict = {"measure": name, "family": family_of(name)}
         for target in TARGET_NAMES:
             used = [r for r in table if name in r["measures"] and target in r["targets"]]
+            if used:                                # one source per target, the best present
+                best = min(source_rank(r["target_sources"][target]) for r in used)
+                used = [r for r in used if source_rank(r["target_sources"][target]) == best]
             x = [r["measures"][name] for r in used]
             y = [r["targets"][target] for r in used]
             tau, p = kendall(x, y)
