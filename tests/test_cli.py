@@ -8,7 +8,7 @@ BASE = ["train", "--arch", "resnet8", "--dataset", "digits"]
 
 @pytest.mark.parametrize("argv,expect", [
     (["train", "--method", "nope", "--arch", "resnet8", "--dataset", "digits", "--out", "x"],
-     "choose from 'baseline', "),     # every registered method follows
+     "'baseline', 'constant-ahead', "),     # every registered method follows
     (["train", "--method", "online", "--arch", "resnet9", "--dataset", "digits", "--out", "x"],
      "'resnet8'"),
     (["train", "--method", "online", "--arch", "resnet8", "--dataset", "mnist", "--out", "x"],

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from ..io import write_text
 from . import figures as F
-from . import paper_layouts
+from . import paper_layouts, table4
 from . import tables as T
+from .measures import measures_section
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
                       load_results)
 
@@ -247,6 +248,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     bar.update()
 
     md += _robustness_tables(results, out, written)
+    md += measures_section(results, out, written)      # sharpness, landscape, mCE (if any)
     bar.update()
 
     if len(intervals):
@@ -257,6 +259,8 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                                 T.interval_display(intervals), written), ""]
 
     md += paper_layouts.sections(results, histories, out, written, _write_table, F.save_figure)
+    md += table4.section(results, histories,
+                         lambda name, num, disp: _write_table(out, name, num, disp, written))
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
         written["figures"][stem] = F.save_figure(build(rs), out / "figures", stem)

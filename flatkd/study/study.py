@@ -74,7 +74,8 @@ def measure_taus(table: Sequence[Mapping], settings: StudySettings) -> list[dict
             ci = bootstrap_ci(x, y, n_resamples=settings.n_resamples,
                               confidence=settings.confidence, seed=settings.seed + i)
             entry[target] = {"tau": _clean(tau), "p_value": _clean(p),
-                             "ci": [_clean(ci[0]), _clean(ci[1])], "n": len(used)}
+                             "ci": [_clean(ci[0]), _clean(ci[1])], "n": len(used),
+                             "source": used[0]["target_sources"][target] if used else None}
             if target == "gap":
                 g = granulated(used, x, y)
                 entry["granulated"] = {
@@ -127,7 +128,8 @@ def run_study(paths: Iterable[str | Path], settings: StudySettings | None = None
         raise FlatkdError("no result holds a generalization gap or test accuracy (run "
                           "--suite sharpness, or flatness and robustness)")
     taus = measure_taus(table, settings)
-    sources = sorted({f"{k}: {v}" for r in table for k, v in r["target_sources"].items()})
+    sources = sorted({f"{k}: {t[k]['source']}" for t in taus for k in TARGET_NAMES
+                      if t[k]["source"]})
     used: list[dict] = []
     for e in merged:                        # the evaluation settings the measures came from
         keep: dict = {}
