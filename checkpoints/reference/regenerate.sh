@@ -7,73 +7,56 @@
 # evaluate like any checkpoint; metrics.csv keeps the teacher's curve.
 set -euo pipefail
 ref=checkpoints/reference
-run_one() {                     # method interval seed
-  local method=$1 interval=$2 seed=$3
+# run_one METHOD INTERVAL SEED SUITE [extra flatkd train args]: train into NAME.partial, rename
+# when finished (archives cannot resume, so an interrupted run starts afresh), then evaluate.
+# A run is finished when its checkpoint or its result exists: the Table 4 runs of seeds 1 and 2
+# keep config.yaml, metrics.csv and the result only (the result records the checkpoint's
+# sha256; this script regenerates the file), to keep the folder under 15 MB.
+run_one() {
+  local method=$1 interval=$2 seed=$3 suite=$4; shift 4
   local run=$ref/runs/$method-seed$seed result=$ref/results/$method-seed$seed.json
-  if [ ! -f "$run/checkpoint.pt" ]; then        # archives cannot resume: train afresh, then move
+  if [ ! -f "$run/checkpoint.pt" ] && [ ! -f "$result" ]; then
     rm -rf "$run.partial"
     flatkd train --method "$method" --arch resnet8 --dataset digits --seed "$seed" \
-      ${interval:+--interval "$interval"} --set save_optimizer=false \
+      ${interval:+--interval "$interval"} "$@" --set save_optimizer=false \
       --set checkpoint_networks=student --out "$run.partial" --quiet
+    rm -rf "$run"
     mv "$run.partial" "$run"
   fi
   if [ ! -f "$result" ] && [ -z "${TRAIN_ONLY:-}" ]; then
-    flatkd eval --ckpt "$run/checkpoint.pt" --suite all --config flatkd/presets/eval-quick.yaml \
-      --out "$result" --quiet
+    flatkd eval --ckpt "$run/checkpoint.pt" --suite "$suite" \
+      --config flatkd/presets/eval-quick.yaml --out "$result" --quiet
   fi
 }
 # the headline pair: 5 seeds
 for seed in ${SEEDS:-0 1 2 3 4}; do
-  for spec in "online:" "spaced-online:1.5"; do run_one "${spec%%:*}" "${spec#*:}" "$seed"; done
+  for spec in "online:" "spaced-online:1.5"; do run_one "${spec%%:*}" "${spec#*:}" "$seed" all; done
 done
 # the others: 3 seeds
 for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
-  for spec in "baseline:" "self:" "spaced-self:1.0"; do run_one "${spec%%:*}" "${spec#*:}" "$seed"; done
+  for spec in "baseline:" "self:" "spaced-self:1.0"; do
+    run_one "${spec%%:*}" "${spec#*:}" "$seed" all
+  done
 done
 # Table 4 on digits (spacing as a plug-in): LSKD and CTKD inside online ("w/ KD") vs spaced
 # ("w/ Ours") KD, and TSB's peer group teaching a student online vs spaced; 3 seeds; w/o KD is
 # the baseline above. Evaluated with the robustness suite only (clean accuracy, corruptions,
 # BIM; eval-quick.yaml): the flatness suite would multiply the evaluation time on 2 cores.
-run_t4() {                      # method interval seed
-  local method=$1 interval=$2 seed=$3
-  local run=$ref/runs/$method-seed$seed result=$ref/results/$method-seed$seed.json
-  if [ ! -f "$run/checkpoint.pt" ]; then
-    rm -rf "$run.partial"
-    flatkd train --method "$method" --arch resnet8 --dataset digits --seed "$seed" \
-      ${interval:+--interval "$interval"} --set save_optimizer=false \
-      --set checkpoint_networks=student --out "$run.partial" --quiet
-    mv "$run.partial" "$run"
-  fi
-  if [ ! -f "$result" ] && [ -z "${TRAIN_ONLY:-}" ]; then
-    flatkd eval --ckpt "$run/checkpoint.pt" --suite robustness \
-      --config flatkd/presets/eval-quick.yaml --out "$result" --quiet
-  fi
-}
 for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
   for spec in "online+lskd:" "spaced-online+lskd:1.5" "online+ctkd:" "spaced-online+ctkd:1.5" \
-              "tsb:" "spaced-tsb:1.5"; do run_t4 "${spec%%:*}" "${spec#*:}" "$seed"; done
+              "tsb:" "spaced-tsb:1.5"; do
+    run_one "${spec%%:*}" "${spec#*:}" "$seed" robustness
+    if [ "$seed" -ne 0 ] && [ -f "$ref/results/${spec%%:*}-seed$seed.json" ]; then
+      rm -f "$ref/runs/${spec%%:*}-seed$seed/checkpoint.pt"
+    fi
+  done
 done
 
 # Offline KD and the constant-ahead teacher (paper Tables 10, 11): 3 seeds. The offline teacher
 # is a baseline ResNet-8 (seed 10, the digits preset) trained first; constant-ahead keeps its
 # teacher 1.5 epochs (135 steps) ahead.
-paper_run() {                   # method interval seed [extra flatkd train args]
-  local method=$1 interval=$2 seed=$3; shift 3
-  local run=$ref/runs/$method-seed$seed result=$ref/results/$method-seed$seed.json
-  if [ ! -f "$run/checkpoint.pt" ]; then
-    rm -rf "$run.partial"
-    flatkd train --method "$method" --arch resnet8 --dataset digits --seed "$seed" \
-      ${interval:+--interval "$interval"} "$@" --set save_optimizer=false \
-      --set checkpoint_networks=student --out "$run.partial" --quiet
-    mv "$run.partial" "$run"
-  fi
-  if [ ! -f "$result" ] && [ -z "${TRAIN_ONLY:-}" ]; then
-    flatkd eval --ckpt "$run/checkpoint.pt" --suite all --config flatkd/presets/eval-quick.yaml \
-      --out "$result" --quiet
-  fi
-}
 teacher=$ref/runs/offline-teacher
 if [ ! -f "$teacher/checkpoint.pt" ]; then
   rm -rf "$teacher.partial"
@@ -83,6 +66,6 @@ if [ ! -f "$teacher/checkpoint.pt" ]; then
 fi
 for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
-  paper_run offline "" "$seed" --set teacher_ckpt="$teacher/checkpoint.pt"
-  paper_run constant-ahead 1.5 "$seed"
+  run_one offline "" "$seed" all --set teacher_ckpt="$teacher/checkpoint.pt"
+  run_one constant-ahead 1.5 "$seed" all
 done
