@@ -73,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                        "(checkpoint.pt, metrics.csv, config.yaml).", epilog=TRAIN_EPILOG,
                        formatter_class=_Help)
     t.add_argument("--method", required=True, choices=METHODS.names(), help="training method")
-    t.add_argument("--arch", required=True, choices=models.names(), help="student architecture")
-    t.add_argument("--dataset", required=True, choices=datasets.names(), help="dataset")
+    t.add_argument("--arch", choices=models.names(),
+                   help="student architecture (default: the --config file's arch)")
+    t.add_argument("--dataset", choices=datasets.names(),
+                   help="dataset (default: the --config file's dataset)")
     t.add_argument("--out", required=True, help="run directory (checkpoint.pt, metrics.csv, config.yaml)")
     t.add_argument("--epochs", type=int, help="training epochs (default: 80, or the dataset preset's)")
     t.add_argument("--interval", type=float,
@@ -87,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML file of config keys (applied after the dataset preset)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. kd.teacher_init=same (repeatable)")
+    t.add_argument("--teacher-ckpt", dest="teacher_ckpt", metavar="PATH",
+                   help="frozen pretrained teacher: any flatkd checkpoint of the same dataset "
+                        "(offline KD and the methods with a frozen teacher; same as --set "
+                        "teacher_ckpt=PATH)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -187,6 +193,8 @@ def _train(a) -> None:
     overrides = cfgmod.parse_overrides(a.set)
     if a.data_root:
         overrides["data_root"] = a.data_root
+    if a.teacher_ckpt:
+        overrides["teacher_ckpt"] = a.teacher_ckpt
     path = run(a.method, a.arch, a.dataset, a.out, epochs=a.epochs, interval=a.interval, seed=a.seed,
                device=a.device, config_file=a.config, overrides=overrides, resume=a.resume,
                progress=not a.quiet)

@@ -283,3 +283,27 @@ def test_report_layouts_of_tables_10_11_and_fig3(tmp_path):
                    ("to the end", 2): 0.972, ("to the end", 4): 0.974}
     assert (c["variant"] == "online").sum() == 1
     assert L.critical_period_figure(crit).axes[0].get_xlabel().startswith("epoch spaced KD starts")
+
+
+def test_cli_teacher_ckpt_flag_and_arch_dataset_from_config(tmp_path, teacher_ckpt, capsys):
+    """``--teacher-ckpt PATH`` is ``--set teacher_ckpt=PATH``; ``--arch``/``--dataset`` come from
+    the ``--config`` file when not given; a missing teacher file is one line, exit 2, nothing
+    written."""
+    from flatkd.checkpoint import load_checkpoint
+    from flatkd.cli import main
+    cfg = tmp_path / "setting.yaml"
+    cfg.write_text("arch: resnet8\ndataset: digits\n"
+                   + "".join(f"{k}: {v}\n" for k, v in {**SMALL, "epochs": 1}.items()))
+    out = tmp_path / "run"
+    assert main(["train", "--method", "offline", "--config", str(cfg), "--teacher-ckpt",
+                 str(teacher_ckpt), "--out", str(out), "--quiet"]) == 0
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck.raw["arch"] == "resnet8" and ck.raw["config"]["teacher_ckpt"] == str(teacher_ckpt)
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["train", "--method", "offline", "--config", str(cfg), "--teacher-ckpt",
+                 str(tmp_path / "missing.pt"), "--out", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err and not bad.exists()
+    assert main(["train", "--method", "online", "--dataset", "digits", "--out", str(bad)]) == 2
+    assert "--arch" in capsys.readouterr().err and not bad.exists()
