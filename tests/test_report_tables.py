@@ -236,3 +236,31 @@ def test_verdict_says_whether_the_gain_survives(results):
     comp = T.comparison_table(results)
     tr = comp[(comp["metric"] == "hessian_trace") & (comp["spaced"].str.startswith("spaced-online"))]
     assert tr.iloc[0]["verdict"].endswith("the flatness gain survives")
+
+
+def test_history_falls_back_to_the_run_folders_metrics_csv(tmp_path):
+    """A run whose checkpoint was deleted keeps its history in ``metrics.csv`` (the loop's
+    writer): equal rows, step count and best accuracy; only the replay boundaries are lost."""
+    import csv
+    import io as _io
+    from flatkd.report.results import load_histories, training_history
+    paths = fx.write_results(tmp_path / "r", methods=("online", "spaced-online"))
+    ckpts = fx.write_checkpoints(paths)
+    rs = load_results(paths)
+    before, _ = load_histories(rs)
+    for ck, r in zip(ckpts, rs):        # the fixture's checkpoints share one folder: one at a time
+        b = before[r.path]
+        buf = _io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in b.rows for k in row)))
+        w.writeheader()
+        w.writerows(b.rows)
+        (ck.parent / "metrics.csv").write_text(buf.getvalue())
+        ck.unlink()
+        a, reason = training_history(r)
+        assert reason == ""
+        assert a.rows == [{k: v for k, v in row.items() if v is not None} for row in b.rows]
+        assert a.step == b.step and a.num_classes == 10 and a.boundaries == []
+        assert a.column("student_test_acc") == b.column("student_test_acc")
+        assert r.method != "spaced-online" or b.boundaries      # the checkpoint had them
+        (ck.parent / "metrics.csv").unlink()
+        assert "not found" in training_history(r)[1]

@@ -133,10 +133,18 @@ class Result:
         recorded relative to the repository root resolves from a notebook too), and its file
         name in the result file's folder (a results folder moved with its checkpoints).
         """
+        return self._beside_checkpoint(None)
+
+    def metrics_file(self) -> Path | None:
+        """The ``metrics.csv`` of the run folder the checkpoint was in, searched like
+        :meth:`checkpoint_file` (a run whose checkpoint was deleted keeps its history)."""
+        return self._beside_checkpoint("metrics.csv")
+
+    def _beside_checkpoint(self, name: str | None) -> Path | None:
         recorded = self.checkpoint.get("path")
         if not recorded:
             return None
-        p = Path(recorded)
+        p = Path(recorded) if name is None else Path(recorded).parent / name
         here = self.path.resolve().parent
         for cand in (p, *(d / p for d in (here, *here.parents)), here / p.name):
             if cand.is_file():
@@ -343,10 +351,19 @@ class TrainingHistory:
 
 
 def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
-    """``(history, "")`` from the result's checkpoint, or ``(None, reason)`` when the checkpoint
-    file is missing or unreadable (the report states the reason instead of the curve)."""
+    """``(history, "")`` from the result's checkpoint or, when the checkpoint file is gone, from
+    its run folder's ``metrics.csv`` (then without the replay boundaries, which only the
+    checkpoint records); ``(None, reason)`` when neither can be read (the report states the
+    reason instead of the curve)."""
     path = result.checkpoint_file()
     if path is None:
+        csv_path = result.metrics_file()
+        if csv_path is not None:
+            rows = read_metrics_csv(csv_path)
+            if rows:
+                steps = rows[-1].get("student_steps") or rows[-1].get("step") or 0
+                return TrainingHistory(rows, [], int(steps),
+                                       dataset_facts(result.dataset)[0]), ""
         return None, f"checkpoint {result.checkpoint.get('path')!r} of {result.path.name} not found"
     try:
         ck = load_checkpoint(path)
@@ -357,6 +374,24 @@ def training_history(result: Result) -> tuple[TrainingHistory | None, str]:
     n_cls = ck.raw.get("num_classes")
     return TrainingHistory(rows, list(ck.interval_boundaries_epochs()), int(steps),
                            int(n_cls) if isinstance(n_cls, int) else None), ""
+
+
+def read_metrics_csv(path: Path) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` as the checkpoint holds them: integers as int, other
+    numbers as float, empty cells absent."""
+    import csv
+
+    def value(text: str):
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    with open(path, newline="") as f:
+        try:
+            return [{k: value(v) for k, v in row.items() if v not in ("", None)}
+                    for row in csv.DictReader(f)]
+        except ValueError:
+            return []
 
 
 #: ``{result path: TrainingHistory or None}`` plus the reasons for the ones that are None.
