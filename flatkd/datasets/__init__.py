@@ -15,11 +15,12 @@ from . import cifar, digits, imagefolder, tinyimagenet  # noqa: F401  (they regi
 from . import policies
 from .augment import Augment, AugmentedDataset, for_dataset
 from .base import DATASETS, SPLITS, DatasetFamily, DatasetSpec, check_options, check_split
+from .fraction import stratified_fraction
 from .policies import POLICIES, TrainAugment
 
 __all__ = ["Augment", "AugmentedDataset", "DATASETS", "POLICIES", "SPLITS", "DatasetFamily",
            "DatasetSpec", "TrainAugment", "default_policy", "for_dataset", "get", "names",
-           "policy_names", "spec", "train_augment"]
+           "policy_names", "spec", "stratified_fraction", "train_augment"]
 
 
 def names() -> list[str]:

@@ -30,15 +30,20 @@ class OptimConfig:
     lr: peak learning rate, also the constant one (default 0.01).
     momentum: SGD momentum (default 0.9).
     weight_decay: L2 weight decay, SGD / decoupled for AdamW (default 5e-4).
-    schedule: constant or cosine (from lr after warm-up down to min_lr at the last epoch).
-    warmup_epochs: linear warm-up length in epochs (default 0).
-    min_lr: final learning rate of the cosine schedule (default 5e-6).
+    schedule: constant, cosine (from lr after warm-up down to min_lr at the last epoch) or
+        triangular2 (StableKD's per-stage cycle: within every training stage the lr rises
+        linearly from min_lr to the stage's peak over the first half of the stage and falls back
+        to min_lr over the second; the peak halves at each new stage, lr·2^-c in stage c, as
+        PyTorch's CyclicLR triangular2 with one cycle per stage). Multi-stage methods restart
+        every schedule at each stage.
+    warmup_epochs: linear warm-up length in epochs (default 0; constant and cosine schedules).
+    min_lr: final learning rate of the cosine schedule and the floor of triangular2 (default 5e-6).
     """
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "triangular2"] = "constant"
     warmup_epochs: float = 0.0
     min_lr: float = 5e-6
 
@@ -274,6 +279,33 @@ class PSKDConfig:
 
 
 @dataclass
+class StableKDConfig:
+    """StableKD (decomposition and recomposition; stablekd and its Table 4 ablation kd-mse).
+    The teacher is teacher_ckpt (frozen, eval mode). Defaults are the paper's CIFAR-100
+    settings (k = 5 for ResNet-18/34, n = 2, stage epochs e/3, e/3, rest, softmax T = 1).
+
+    blocks: k, the number of blocks teacher and student are split into; unset: the
+        architecture's own count (a ResNet: one block per stage, the stem joining the first,
+        plus the classifier: ResNet-18/34/50/101: 5, ResNet-8: 4). Smaller k spreads the stages
+        evenly over the first k − 1 blocks; k = 1 is vanilla KD.
+    recompositions: n, how many times neighbouring groups are merged pairwise (groups (1, 2),
+        (3, 4), …); the run has n + 1 stages (default 2). Once a single group remains, further
+        stages stay vanilla KD.
+    stage_epochs: epochs of each of the n + 1 stages (must sum to epochs); unset: the paper's
+        split, floor(epochs / (n + 1)) for each stage but the last, the rest for the last.
+    kl_weight: λ, weight of KL(teacher ‖ student) next to the cross-entropy in the last group's
+        loss CE + λ·KL (Eq. 8). The paper gives no value; default 1.0 (equal weights: vanilla
+        KD of Eq. 3 with α = λ / (1 + λ) = 0.5, scaled by 1 + λ).
+    temperature: softmax temperature of the KL term (default 1, the paper's value everywhere).
+    """
+    blocks: Optional[int] = None
+    recompositions: int = 2
+    stage_epochs: Optional[list[int]] = None
+    kl_weight: float = 1.0
+    temperature: float = 1.0
+
+
+@dataclass
 class AugmentConfig:
     """Training augmentation (every random draw comes from the sample's seed: exact replay).
 
@@ -315,6 +347,9 @@ class TrainConfig:
     download: let torchvision download CIFAR when a network is available.
     num_workers: DataLoader worker processes (0: load in the main process).
     train_subset: train on the first N training samples only (debugging, tests).
+    train_fraction: train on a seeded class-stratified fraction of the training split (0 < f ≤
+        1; round(f·n_c) images of each class c, at least one, drawn with seed; data-efficiency
+        experiments); unset: the whole split. train_subset, when set too, applies afterwards.
     test_subset: per-epoch test accuracy on the first N test samples only.
     eval_batch_size: batch size of the per-epoch test pass (default 512).
     teacher_arch: teacher architecture; unset: the student's.
@@ -352,6 +387,7 @@ class TrainConfig:
     download: bool = False
     num_workers: int = 0
     train_subset: Optional[int] = None
+    train_fraction: Optional[float] = None
     test_subset: Optional[int] = None
     eval_batch_size: int = 512
     teacher_arch: Optional[str] = None
@@ -381,6 +417,7 @@ class TrainConfig:
     dlb: DLBConfig = field(default_factory=DLBConfig)
     pskd: PSKDConfig = field(default_factory=PSKDConfig)
     vit: VitConfig = field(default_factory=VitConfig)
+    stablekd: StableKDConfig = field(default_factory=StableKDConfig)
 
     def validate(self) -> None:
         """Refuse values no run can use, naming the key and the valid range."""
@@ -425,6 +462,17 @@ class TrainConfig:
              "kd.alpha and selfkd.alpha must lie in [0, 1]")
         need(finite(self.kd.temperature) and self.kd.temperature > 0,
              f"kd.temperature must be a finite number > 0, got {self.kd.temperature}")
+        need(self.train_fraction is None or (finite(self.train_fraction)
+                                             and 0 < self.train_fraction <= 1),
+             f"train_fraction must lie in (0, 1], got {self.train_fraction}")
+        sk = self.stablekd
+        need(sk.blocks is None or sk.blocks >= 1,
+             f"stablekd.blocks must be ≥ 1 (unset: the architecture's own count), got {sk.blocks}")
+        need(sk.recompositions >= 0, f"stablekd.recompositions must be ≥ 0, got {sk.recompositions}")
+        need(finite(sk.kl_weight) and sk.kl_weight >= 0,
+             f"stablekd.kl_weight must be a finite number ≥ 0, got {sk.kl_weight}")
+        need(finite(sk.temperature) and sk.temperature > 0,
+             f"stablekd.temperature must be a finite number > 0, got {sk.temperature}")
         for key, v in (("kd.feature_weight", self.kd.feature_weight),
                        ("selfkd.feature_weight", self.selfkd.feature_weight)):
             need(finite(v) and v >= 0, f"{key} must be a finite number ≥ 0, got {v}")

@@ -98,6 +98,8 @@ class Trainer:
         self.augment = datasets.train_augment(cfg.dataset, self.augment_policy, rotation)
         self.train_set = datasets.get(cfg.dataset, "train", original=self.augment.needs_original, **kw)
         self.test_set = datasets.get(cfg.dataset, "test", **kw)
+        if cfg.train_fraction is not None:
+            self.train_set = datasets.stratified_fraction(self.train_set, cfg.train_fraction, cfg.seed)
         if cfg.train_subset is not None:
             self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
         if cfg.test_subset is not None:
@@ -107,8 +109,10 @@ class Trainer:
                               f"training samples of {cfg.dataset}; choose at most {len(self.train_set)}")
         num_classes = self.spec.num_classes or self.train_set.spec.num_classes
         self.bpe = batches_per_epoch(len(self.train_set), cfg.batch_size)
-        self.stages = method_cls.stages(cfg)            # multi-stage methods: stages × epochs
-        self.total_epochs = cfg.epochs * self.stages
+        self.stage_epochs = method_cls.stage_epochs(cfg)    # multi-stage methods: their lengths
+        self.stages = len(self.stage_epochs)
+        self.stage_starts = [sum(self.stage_epochs[:c]) for c in range(self.stages)]
+        self.total_epochs = sum(self.stage_epochs)
         self.total_steps = self.bpe * self.total_epochs
         self.interval_epochs = self._interval(method_cls)
         self.interval_steps = interval_steps(self.interval_epochs, self.bpe) \
@@ -160,15 +164,26 @@ class Trainer:
             return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
+    def stage_at(self, step: int) -> int:
+        """The 0-based stage holding global data step ``step`` (1-based)."""
+        epoch = (step - 1) // self.bpe          # epochs done before the step
+        return max(c for c, start in enumerate(self.stage_starts) if start <= epoch)
+
     def lr_at(self, step: int) -> float:
-        """Learning rate at global data step ``step`` (1-based): warm-up, then constant or cosine."""
+        """Learning rate at global data step ``step`` (1-based), restarted at each stage:
+        warm-up then constant or cosine, or the triangular2 cycle of the stage."""
         o = self.cfg.optim
-        progress = (step - 1) % (self.bpe * self.cfg.epochs) / self.bpe   # epochs done in the stage
+        stage = self.stage_at(step)
+        length = self.stage_epochs[stage]
+        progress = (step - 1 - self.stage_starts[stage] * self.bpe) / self.bpe   # epochs done in the stage
+        if o.schedule == "triangular2":
+            u = (progress + 1 / self.bpe) / length                  # (0, 1] through the stage
+            return o.min_lr + (o.lr - o.min_lr) * 0.5 ** stage * (1 - abs(2 * u - 1))
         if progress < o.warmup_epochs:
             return o.lr * (progress + 1 / self.bpe) / o.warmup_epochs
         if o.schedule == "constant":
             return o.lr
-        span = max(self.cfg.epochs - o.warmup_epochs, 1e-12)
+        span = max(length - o.warmup_epochs, 1e-12)
         frac = min(max((progress - o.warmup_epochs) / span, 0.0), 1.0)
         return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * frac))
 
@@ -263,6 +278,7 @@ class Trainer:
                "train_loss": sums.get("loss", 0.0) / max(counts.get("loss", 0), 1)}
         if counts.get("teacher_loss"):
             row["teacher_train_loss"] = sums["teacher_loss"] / counts["teacher_loss"]
+        row["lr"] = self.lr_at(self.step)                   # the epoch's last step
         with self._autocast():
             row.update(self._test_accuracies())
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
@@ -272,8 +288,9 @@ class Trainer:
         self._save(epoch)
         if self.dist.is_main:
             self._write_csv()
-            if self.stages > 1 and epoch % self.cfg.epochs == 0:    # a stage ended: keep a copy
-                shutil.copyfile(self.ckpt_path, self.out / f"stage-{epoch // self.cfg.epochs}.pt")
+            ends = [start + n for start, n in zip(self.stage_starts, self.stage_epochs)]
+            if self.stages > 1 and epoch in ends:               # a stage ended: keep a copy
+                shutil.copyfile(self.ckpt_path, self.out / f"stage-{ends.index(epoch) + 1}.pt")
 
     def _test_accuracies(self) -> dict:
         """Per-epoch test accuracies; with several ranks each takes every world_size-th test
@@ -301,6 +318,7 @@ class Trainer:
 
     def _derived(self) -> dict:
         return {"batches_per_epoch": self.bpe, "total_steps": self.total_steps,
+                "stage_epochs": list(self.stage_epochs),
                 "interval_epochs": self.interval_epochs, "interval_steps": self.interval_steps,
                 "augmentation": self.augment.describe(), "augment_policy": self.augment_policy,
                 "preset": self.cfg.preset,
@@ -361,7 +379,7 @@ class Trainer:
         if self.cfg.epochs != saved["epochs"]:
             if self.stages > 1:
                 raise FlatkdError(f"--resume: epochs cannot change for {self.cfg.method} (its "
-                                  f"{self.stages} stages are {saved['epochs']} epochs each)")
+                                  f"{self.stages} stages split the {saved['epochs']} epochs)")
             if self.cfg.optim.schedule != "constant":
                 raise FlatkdError("--resume: epochs cannot change under the "
                                   f"{self.cfg.optim.schedule} lr schedule (it depends on the epoch count)")

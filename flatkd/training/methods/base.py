@@ -56,9 +56,21 @@ class Method(ABC):
         """
         return 1
 
+    @classmethod
+    def stage_epochs(cls, cfg: TrainConfig) -> list[int]:
+        """Epochs of each stage, in order (default: :meth:`stages` stages of ``cfg.epochs``).
+        A method whose stages split one budget of ``cfg.epochs`` (StableKD) returns their
+        lengths; the loop restarts the learning-rate schedule at each stage's first epoch."""
+        return [cfg.epochs] * cls.stages(cfg)
+
     def stage_of(self, spec: BatchSpec) -> int:
-        """The 0-based stage of batch ``spec`` (see :meth:`stages`)."""
-        return (spec.epoch - 1) // self.cfg.epochs
+        """The 0-based stage of batch ``spec`` (see :meth:`stage_epochs`)."""
+        end = 0
+        for stage, length in enumerate(self.stage_epochs(self.cfg)):
+            end += length
+            if spec.epoch <= end:
+                return stage
+        return stage
 
     def begin(self, update: Update) -> None:
         """Called by the loop right before ``loss`` for ``update``. A method whose loss depends on

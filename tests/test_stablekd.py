@@ -1,0 +1,223 @@
+"""StableKD (decomposition, recomposition, per-stage lr), its Table 4 ablation kd-mse and
+train_fraction. Tiny digits subsets, resnet8 (k = 4); each test would catch a wrong reading."""
+import pytest
+import torch
+
+from flatkd import load_checkpoint
+from flatkd.datasets.fraction import stratified_indices
+from flatkd.errors import FlatkdError
+from flatkd.models import blocks as blockmod
+from flatkd.training import Trainer, resolve
+from flatkd.training.methods import Update
+from flatkd.training.methods.stablekd import layout, recompose
+
+SMALL = {"train_subset": 64, "test_subset": 32, "batch_size": 16, "epochs": 3}   # 4 steps/epoch
+
+
+def trainer(tmp_path, method, name="run", **over):
+    cfg = resolve(method, "resnet8", "digits", overrides={**SMALL, **over})
+    return Trainer(cfg, tmp_path / name, progress=False)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A same-width ResNet-8 teacher (1 baseline epoch on the 64-image subset)."""
+    return str(trainer(tmp_path_factory.mktemp("t"), "baseline", epochs=1, seed=7).run())
+
+
+@pytest.fixture(scope="module")
+def wide_teacher(tmp_path_factory):
+    """A ResNet-8 ×2 teacher (offline trains it first; its network ``teacher``)."""
+    return str(trainer(tmp_path_factory.mktemp("w"), "offline", epochs=1, seed=7,
+                       teacher_width=2.0).run())
+
+
+def first_batch(t, epoch=1):
+    """An update for epoch ``epoch``'s first batch, materialised (x, y)."""
+    from flatkd.training.batches import epoch_specs
+    spec = epoch_specs(len(t.train_set), t.cfg.batch_size, t.cfg.seed, epoch,
+                       (epoch - 1) * t.bpe + 1)[0]
+    _, x, y = next(t._materialize([spec], t._main_stream))
+    return Update("student", "stablekd", spec), x, y
+
+
+def test_recomposition_gives_the_papers_groupings():
+    five = layout(5, 3)
+    assert five == [[(1,), (2,), (3,), (4,), (5,)], [(1, 2), (3, 4), (5,)],
+                    [(1, 2, 3, 4), (5,)], [(1, 2, 3, 4, 5)]]
+    assert layout(4, 2) == [[(1,), (2,), (3,), (4,)], [(1, 2), (3, 4)], [(1, 2, 3, 4)]]
+    assert recompose([(1, 2, 3, 4, 5)]) == [(1, 2, 3, 4, 5)]            # n beyond one group: KD
+
+
+def test_stage_epochs_default_split_and_bad_values(tmp_path, teacher):
+    from flatkd.training.methods.stablekd import StableKD
+    cfg = resolve("stablekd", "resnet8", "digits", overrides={"epochs": 10})
+    assert StableKD.stage_epochs(cfg) == [3, 3, 4]                      # ⌊e/3⌋, ⌊e/3⌋, rest
+    for over, match in [({"epochs": 2}, r"stages of \[0, 0, 2\].*epochs ≥ 3"),
+                        ({"stablekd.stage_epochs": [1, 1]}, "must list 3 stages"),
+                        ({"stablekd.stage_epochs": [1, 1, 2]}, "summing to epochs=3")]:
+        with pytest.raises(FlatkdError, match=match):
+            trainer(tmp_path, "stablekd", teacher_ckpt=teacher, **over)
+    with pytest.raises(FlatkdError, match="--teacher-ckpt"):
+        trainer(tmp_path, "stablekd")
+    with pytest.raises(FlatkdError, match="at most 4 blocks; valid: 1 … 4"):
+        trainer(tmp_path, "stablekd", teacher_ckpt=teacher, **{"stablekd.blocks": 5})
+
+
+def test_split_shares_the_network_and_composes_to_its_forward():
+    from flatkd import models
+    net = models.create("resnet18", 10, [0.5] * 3, [0.25] * 3).eval()
+    x = torch.rand(2, 3, 16, 16)
+    for k, sizes in [(5, [1, 1, 1, 1, 1]), (3, [2, 2, 1]), (1, [5])]:
+        parts = blockmod.split(net, k)
+        assert [len(b.units) for b in parts] == sizes
+        h = x
+        for b in parts:
+            h = b.run(h)
+        assert torch.equal(h, net(x))
+    assert sum(p.numel() for b in blockmod.split(net, 5) for u in b.units
+               for p in u.parameters()) == sum(p.numel() for p in net.parameters()) - \
+        sum(p.numel() for p in net.fc.parameters())      # the classifier holds fc by reference
+
+
+def test_student_block_i_receives_the_teachers_block_i_minus_1_output(tmp_path, teacher):
+    t = trainer(tmp_path, "stablekd", teacher_ckpt=teacher)
+    s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
+    got, want = {}, {}
+    s.normalize.register_forward_pre_hook(lambda m, a: got.__setitem__(1, a[0]))
+    for i in (2, 3):
+        s.stages[i - 1].register_forward_pre_hook(lambda m, a, i=i: got.__setitem__(i, a[0]))
+        te.stages[i - 2].register_forward_hook(lambda m, a, o, i=i: want.__setitem__(i, o))
+    s.pool.register_forward_pre_hook(lambda m, a: got.__setitem__(4, a[0]))
+    te.stages[2].register_forward_hook(lambda m, a, o: want.__setitem__(4, o))
+    u, x, y = first_batch(t)
+    t.method.begin(u)
+    t.method.loss(u.role, x, y)
+    assert torch.equal(got[1], x)
+    for i in (2, 3, 4):
+        assert torch.equal(got[i], want[i]), i
+    assert not t.method.nets.modules["projector"].maps            # equal widths: no adapters
+
+
+def block_params(net):
+    return [list(net.stem.parameters()) + list(net.stages[0].parameters()),
+            list(net.stages[1].parameters()), list(net.stages[2].parameters()),
+            list(net.fc.parameters())]
+
+
+def test_each_groups_loss_reaches_only_its_own_blocks(tmp_path, wide_teacher):
+    t = trainer(tmp_path, "stablekd", teacher_ckpt=wide_teacher, teacher_ckpt_model="teacher")
+    s = t.method.nets.modules["student"]
+    adapters = t.method.nets.modules["projector"].maps
+    assert sorted(adapters) == ["down1", "down2", "down3", "up1", "up2", "up3"]   # 16/32/64 vs ×2
+    u, x, y = first_batch(t)
+    t.method.begin(u)
+    terms, logs = t.method.group_losses(x, y, t.method.groups_of(u.spec))
+    assert len(terms) == 4 and {"mse1", "mse2", "mse3", "ce", "kd"} <= set(logs)
+    owned = block_params(s)
+    owned[0] += list(adapters["up1"].parameters())
+    for i in (1, 2):
+        owned[i] += list(adapters[f"down{i}"].parameters()) + list(adapters[f"up{i + 1}"].parameters())
+    owned[3] += list(adapters["down3"].parameters())
+    every = [p for group in owned for p in group]
+    assert len(every) == len(list(s.parameters())) + len(list(adapters.parameters()))
+    for g, term in enumerate(terms):
+        grads = torch.autograd.grad(term, every, allow_unused=True, retain_graph=True)
+        mine = {id(p) for p in owned[g]}
+        for p, grad in zip(every, grads):
+            if id(p) in mine:
+                continue
+            assert grad is None or not grad.any(), (g, p.shape)
+        assert any(grad is not None and grad.any() for p, grad in zip(every, grads) if id(p) in mine)
+
+
+def test_one_group_is_vanilla_offline_kd_on_the_same_batch(tmp_path, teacher):
+    lam = 0.5
+    t = trainer(tmp_path, "stablekd", "skd", teacher_ckpt=teacher, **{"stablekd.kl_weight": lam})
+    kd = trainer(tmp_path, "offline", "kd", teacher_ckpt=teacher, **{
+        "kd.alpha": lam / (1 + lam), "kd.temperature": 1.0, "kd.feature_weight": 0.0})
+    u, x, y = first_batch(t, epoch=3)                  # stage 2 of StableKD-4/2: one group
+    assert t.method.groups_of(u.spec) == [(1, 2, 3, 4)]
+    t.method.begin(u)
+    loss, logs = t.method.loss(u.role, x, y)
+    kd.method.begin(Update("student", "offline", u.spec))
+    ref, _ = kd.method.loss("offline", x, y)
+    assert loss.item() > 0.5 and set(logs) == {"loss", "ce", "kd"}
+    torch.testing.assert_close(loss, (1 + lam) * ref, rtol=1e-5, atol=1e-6)   # Eq. 8 vs Eq. 3
+    t.method.begin(first_batch(t)[0])                 # an epoch-1 batch: stage 0, four groups
+    assert t.method.loss(u.role, x, y)[0].item() != pytest.approx(loss.item())
+
+
+def test_lr_cycle_restarts_at_each_stage_boundary(tmp_path, teacher):
+    t = trainer(tmp_path, "stablekd", teacher_ckpt=teacher,
+                **{"optim.schedule": "triangular2", "optim.lr": 0.4, "optim.min_lr": 0.0})
+    assert t.stage_epochs == [1, 1, 1] and t.bpe == 4
+    lrs = [t.lr_at(step) for step in range(1, 13)]
+    assert lrs == pytest.approx([0.2, 0.4, 0.2, 0.0, 0.1, 0.2, 0.1, 0.0, 0.05, 0.1, 0.05, 0.0])
+    c = trainer(tmp_path, "stablekd", "cos", teacher_ckpt=teacher, epochs=3, **{
+        "optim.schedule": "cosine", "stablekd.recompositions": 1, "stablekd.stage_epochs": [1, 2]})
+    assert c.stage_epochs == [1, 2]
+    assert c.lr_at(1) == c.lr_at(5) == c.cfg.optim.lr > c.lr_at(4)          # restarted at step 5
+    assert c.lr_at(12) < c.lr_at(8) < c.lr_at(5)                            # one 2-epoch cosine
+
+
+def test_resume_across_a_stage_boundary_and_what_is_recorded(tmp_path, teacher):
+    over = {"teacher_ckpt": teacher, "optim.schedule": "triangular2"}
+    full = trainer(tmp_path, "stablekd", "full", **over)
+    full.run()
+    part = trainer(tmp_path, "stablekd", "part", **over)
+    part._train_epoch(1)                             # stage 0 ends after epoch 1
+    resumed = Trainer(part.cfg, tmp_path / "part", resume=True, progress=False)
+    resumed.run()
+    a, b = full.method.nets.modules, resumed.method.nets.modules
+    for name in ("student", "projector"):
+        sa, sb = a[name].state_dict(), b[name].state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+    ck = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    opts = ck.raw["state"]["options"]
+    assert opts["groups"] == [[[1], [2], [3], [4]], [[1, 2], [3, 4]], [[1, 2, 3, 4]]]
+    assert opts["stage_epochs"] == [1, 1, 1] and opts["stage_first_epoch"] == [1, 2, 3]
+    assert opts["stage_lr"]["peak"] == pytest.approx([0.05, 0.025, 0.0125])
+    assert ck.raw["state"]["stage_epochs"] == [1, 1, 1]
+    rows = [(m["stage"], m["groups"]) for m in ck.raw["metrics"]]
+    assert rows == [(0, 4), (1, 2), (2, 1)]
+    assert [m["lr"] for m in ck.raw["metrics"]] == pytest.approx([5e-6] * 3)   # each cycle's end
+    assert (tmp_path / "full" / "metrics.csv").read_text().splitlines()[0].count("stage,groups")
+    assert sorted(p.name for p in (tmp_path / "full").glob("stage-*.pt")) == \
+        ["stage-1.pt", "stage-2.pt", "stage-3.pt"]
+    student = ck.build_model("student")                 # the suites see a plain ResNet-8
+    assert type(student).__name__ == "CifarResNet"
+    assert sum(p.numel() for p in student.parameters()) == \
+        sum(p.numel() for p in a["student"].parameters())
+
+
+def test_kd_mse_runs_end_to_end_with_mse_on_every_block(tmp_path, teacher):
+    t = trainer(tmp_path, "kd-mse", teacher_ckpt=teacher)
+    assert t.stage_epochs == [3]
+    s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
+    got, want = {}, {}
+    s.stages[1].register_forward_pre_hook(lambda m, a: got.__setitem__(2, a[0]))
+    s.stages[0].register_forward_hook(lambda m, a, o: want.__setitem__("own", o))
+    te.stages[0].register_forward_hook(lambda m, a, o: want.__setitem__("teacher", o))
+    u, x, y = first_batch(t)
+    t.method.begin(u)
+    loss, logs = t.method.loss(u.role, x, y)
+    assert torch.equal(got[2], want["own"]) and not torch.equal(got[2], want["teacher"])
+    assert {"mse1", "mse2", "mse3"} <= set(logs)
+    assert loss.item() == pytest.approx(logs["ce"] + logs["kd"] + logs["mse1"] + logs["mse2"]
+                                        + logs["mse3"], rel=1e-5)
+    assert "recompositions" not in t.method.options()
+
+
+def test_train_fraction_is_seeded_stratified_and_nested(tmp_path):
+    targets = [c for c in range(3) for _ in range(10)] + [3] * 5
+    half = stratified_indices(targets, 0.5, seed=1)
+    assert [sum(targets[i] == c for i in half) for c in range(4)] == [5, 5, 5, 2]
+    assert set(stratified_indices(targets, 0.2, seed=1)) <= set(half)
+    assert half == stratified_indices(targets, 0.5, seed=1) != stratified_indices(targets, 0.5, seed=2)
+    assert len(stratified_indices(targets, 0.01, seed=0)) == 4          # ≥ 1 per class
+    cfg = resolve("baseline", "resnet8", "digits", overrides={"train_fraction": 0.2, "epochs": 1})
+    t = Trainer(cfg, tmp_path / "f", progress=False)
+    assert len(t.train_set) == 287 and len(set(t.train_set.targets)) == 10
+    with pytest.raises(FlatkdError, match=r"train_fraction must lie in \(0, 1\]"):
+        resolve("baseline", "resnet8", "digits", overrides={"train_fraction": 1.5})
