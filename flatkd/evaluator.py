@@ -3,6 +3,11 @@
 Suites are registered (``SUITES``); ``all`` runs every registered suite. Settings are an
 :class:`EvalConfig` (defaults, then a YAML file, then ``--set`` overrides). The result is
 deterministic for a given seed: no timings or timestamps anywhere in it.
+
+Under torchrun the process joins the group (:mod:`flatkd.training.distributed`): the flatness
+and robustness suites split their samples over the ranks and sum over them (the robustness
+section is byte-identical to one process, the Hessian equal up to float summation order); the
+sharpness and landscape suites run whole on every rank. Rank 0 alone writes the result file.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from .landscape.config import LandscapeConfig
 from .registry import Registry
 from .robustness.config import RobustnessConfig
 from .sharpness.config import LayersConfig, PacBayesConfig, SharpnessConfig
+from .training import distributed
 from .training.loop import resolve_device
 
 RESULT_FORMAT, RESULT_VERSION = "flatkd.result", 1
@@ -59,6 +65,7 @@ class EvalContext:
     device: torch.device
     progress: bool
     model_name: str = "student"
+    dist: distributed.DistContext = distributed.DistContext()
 
     def dataset(self, split: str):
         root = self.cfg.data_root or self.checkpoint.config.get("data_root")
@@ -80,7 +87,7 @@ def _flatness(ctx: EvalContext) -> dict:
     from .flatness.suite import run_flatness
     return run_flatness(ctx.model, ctx.dataset("train"), ctx.cfg.hessian, ctx.cfg.perturbation,
                         seed=ctx.cfg.seed, device=ctx.device, batch_size=ctx.cfg.batch_size,
-                        progress=ctx.progress)
+                        progress=ctx.progress, dist=ctx.dist)
 
 
 @SUITES.register("robustness")
@@ -90,7 +97,8 @@ def _robustness(ctx: EvalContext) -> dict:
                           cfg=ctx.cfg.robustness, seed=ctx.cfg.seed, device=ctx.device,
                           batch_size=ctx.cfg.batch_size, progress=ctx.progress,
                           cache_dir=ctx.cache_dir,
-                          data_root=ctx.cfg.data_root or ctx.checkpoint.config.get("data_root"))
+                          data_root=ctx.cfg.data_root or ctx.checkpoint.config.get("data_root"),
+                          dist=ctx.dist)
 
 
 @SUITES.register("sharpness")
@@ -139,7 +147,8 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     """Evaluate network ``model`` of checkpoint ``path``; return (and write to ``out``) the result.
 
     All input errors (bad checkpoint, unknown suite/model/setting) are raised as
-    :class:`FlatkdError` before any suite runs, and nothing is written on error.
+    :class:`FlatkdError` before any suite runs, and nothing is written on error. Under torchrun
+    every rank returns the result and rank 0 writes it.
     """
     ck = load_checkpoint(path)
     names = suite_names(suite)
@@ -149,12 +158,16 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     for name in names:
         for check in _validators(cfg).get(name, []):
             check()
-    net = ck.build_model(model).to(resolve_device(device))
+    dev = resolve_device(device)
+    dist = distributed.setup(dev.type)
+    if dev.type == "cuda" and dist.enabled:
+        dev = torch.device(f"cuda:{dist.local_rank}")
+    net = ck.build_model(model).to(dev)
     bad = ck.non_finite_tensor(model)
     if bad is not None:
         raise FlatkdError(f"{path}: network {model!r} has non-finite weights ({bad} holds NaN or Inf); "
                           "refusing to evaluate it")
-    ctx = EvalContext(net, ck, cfg, resolve_device(device), progress, model_name=model)
+    ctx = EvalContext(net, ck, cfg, dev, progress and dist.is_main, model_name=model, dist=dist)
     result = {
         "format": RESULT_FORMAT, "version": RESULT_VERSION,
         "checkpoint": {"path": str(path), "sha256": ck.sha256, "method": ck.method, "arch": ck.arch,
@@ -169,7 +182,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     for volatile in ("created_utc", "command"):        # same seed → identical JSON
         prov.pop(volatile)
     result["provenance"] = prov
-    if out is not None:
+    if out is not None and dist.is_main:
         write_json(out, result)
     return result
 

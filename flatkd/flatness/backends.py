@@ -73,7 +73,8 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
     estimator = TRACE_ESTIMATORS.get(cfg.trace_estimator)
     with preserved(model):
         set_bn_mode(model, cfg.bn_mode)
-        with HessianOperator(model, batches, cache_graphs=batches.n <= cfg.graph_cache_samples) as op:
+        with HessianOperator(model, batches,
+                             cache_graphs=len(batches.share) <= cfg.graph_cache_samples) as op:
             guess = min(max(cfg.slq_steps, cfg.top_k + 2), op.dim)
             with tqdm(total=planned_products(cfg, op.dim, guess), desc="hessian-vector products",
                       disable=not progress, leave=False) as bar:

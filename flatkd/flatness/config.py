@@ -68,8 +68,8 @@ class HessianConfig:
         change between power iterations (pyhessian) (default 1e-4).
     max_iter: Lanczos steps (native) / power iterations per eigenvalue (pyhessian) (default 100).
     graph_cache_samples: keep the double-backward graph of every mini-batch alive across
-        products when ``samples`` is at most this (fast); otherwise rebuild it per product
-        (bounded memory) (default 1024).
+        products when ``samples`` (under torchrun: this process's share of them) is at most this
+        (fast); otherwise rebuild it per product (bounded memory) (default 1024).
     """
 
     samples: int = 256

@@ -9,6 +9,10 @@ benchmarks/hessian_vs_pyhessian.py); otherwise it is rebuilt per product and min
 
 Vectors are flat tensors of length P (the number of parameters) in the parameters' dtype,
 in ``model.parameters()`` order. Use inside :func:`flatkd.flatness.state.preserved`.
+
+Under torchrun (``batches.dist``) each rank sums the terms of its own batches and one
+all-reduce per product (gradient, loss) adds the ranks' sums, so every rank gets the same H v;
+it equals the single-process one up to float summation order.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..training.distributed import sum_tensors_
 from .data import Batches
 
 
@@ -50,13 +55,17 @@ class HessianOperator:
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         for x, y in self.batches:
             total += torch.cat([g.reshape(-1) for g in self._batch_grads(x, y, create_graph=False)])
+        sum_tensors_([total], self.batches.dist)
         return total
 
     def loss(self) -> float:
         """L(θ), the mean cross-entropy over the sample set."""
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            return float(sum(F.cross_entropy(self.model(x), y, reduction="sum")
-                             for x, y in self.batches) / self.batches.n)
+            for x, y in self.batches:
+                total += F.cross_entropy(self.model(x), y, reduction="sum")
+        sum_tensors_([total], self.batches.dist)
+        return float(total / self.batches.n)
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v for a flat vector v [P]; returns a flat vector [P]."""
@@ -69,6 +78,7 @@ class HessianOperator:
             for x, y in self.batches:
                 total += self._product(self._batch_grads(x, y, create_graph=True), vs,
                                        retain_graph=False)
+        sum_tensors_([total], self.batches.dist)
         self.n_hvp += 1
         return total
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..training.distributed import sum_over_ranks
 from .config import PerturbationConfig
 from .data import Batches
 from .state import preserved
@@ -30,12 +31,14 @@ from .state import preserved
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` as it is, over ``batches``."""
+    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` as it is, over ``batches`` (under
+    torchrun: the ranks' sums added)."""
     loss, correct = 0.0, 0
     for x, y in batches:
         logits = model(x)
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(dim=1) == y).sum())
+    loss, correct = sum_over_ranks([loss, correct], batches.dist)
     return loss / batches.n, correct / batches.n
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..registry import Registry
+from ..training.distributed import DistContext, batch_range, sum_counts
 from .bim import bim_rows, schedules
 from .foolbox_compat import fb
 
@@ -44,7 +45,7 @@ class AttackSettings:
 Runner = Callable[..., list[dict]]
 ATTACKS: Registry[Runner] = Registry("attack")
 """Attack name (as in ``robustness.attacks``) → ``fn(model, x, y, settings, *, device,
-batch_size, progress) → rows``."""
+batch_size, progress, dist) → rows`` (``dist``: a :class:`DistContext`)."""
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, device: torch.device):
@@ -84,24 +85,23 @@ def pgd_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: fl
 
 
 @ATTACKS.register("bim")
-def _bim(model, x, y, s: AttackSettings, *, device, batch_size, progress) -> list[dict]:
+def _bim(model, x, y, s: AttackSettings, *, device, batch_size, progress, dist) -> list[dict]:
     return bim_rows(model, x, y, schedules(s.epsilons, s.bim_protocol), device=device,
-                    batch_size=batch_size, progress=progress)
+                    batch_size=batch_size, progress=progress, dist=dist)
 
 
 @ATTACKS.register("fgsm")
-def _fgsm(model, x, y, s: AttackSettings, *, device, batch_size, progress) -> list[dict]:
-    rows = []
+def _fgsm(model, x, y, s: AttackSettings, *, device, batch_size, progress, dist) -> list[dict]:
+    share = batch_range(len(y), batch_size, dist)
+    fooled = []
     for e in tqdm(s.epsilons, desc="FGSM", disable=not progress, leave=False):
-        eps = float(e) / 255
-        fooled = 0
-        for i in range(0, len(y), batch_size):
-            _, is_adv = fgsm_batch(model, x[i:i + batch_size], y[i:i + batch_size], epsilon=eps,
-                                   device=device)
-            fooled += int(is_adv.sum())
-        rows.append({"attack": "FGSM", "epsilon": eps, "stepsize": eps, "steps": 1,
-                     "accuracy": 1 - fooled / len(y)})
-    return rows
+        fooled.append(0)
+        for i in range(share.start, share.stop, batch_size):
+            _, is_adv = fgsm_batch(model, x[i:i + batch_size], y[i:i + batch_size],
+                                   epsilon=float(e) / 255, device=device)
+            fooled[-1] += int(is_adv.sum())
+    return [{"attack": "FGSM", "epsilon": float(e) / 255, "stepsize": float(e) / 255, "steps": 1,
+             "accuracy": 1 - f / len(y)} for e, f in zip(s.epsilons, sum_counts(fooled, dist))]
 
 
 def pgd_stepsize(epsilon: float, steps: int) -> float:
@@ -110,33 +110,43 @@ def pgd_stepsize(epsilon: float, steps: int) -> float:
 
 
 @ATTACKS.register("pgd")
-def _pgd(model, x, y, s: AttackSettings, *, device, batch_size, progress) -> list[dict]:
-    rows = []
-    bar = tqdm(total=len(s.epsilons) * s.pgd_restarts * len(y), desc="PGD", unit="img",
+def _pgd(model, x, y, s: AttackSettings, *, device, batch_size, progress, dist) -> list[dict]:
+    share = batch_range(len(y), batch_size, dist)
+    bar = tqdm(total=len(s.epsilons) * s.pgd_restarts * len(share), desc="PGD", unit="img",
                disable=not progress, leave=False)
+    fooled = []
     for e in s.epsilons:
         eps = float(e) / 255
-        step = pgd_stepsize(eps, s.pgd_steps)
-        fooled = torch.zeros(len(y), dtype=torch.bool)
+        hit = torch.zeros(len(share), dtype=torch.bool)        # this rank's samples
         for r in range(s.pgd_restarts):
-            for i in range(0, len(y), batch_size):
+            for i in range(share.start, share.stop, batch_size):
                 _, is_adv = pgd_batch(model, x[i:i + batch_size], y[i:i + batch_size],
-                                      epsilon=eps, stepsize=step, steps=s.pgd_steps,
+                                      epsilon=eps, stepsize=pgd_stepsize(eps, s.pgd_steps),
+                                      steps=s.pgd_steps,
                                       seed=attack_seed(s.seed, "PGD", eps, r, i), device=device)
-                fooled[i:i + batch_size] |= is_adv.cpu()
+                hit[i - share.start:i - share.start + batch_size] |= is_adv.cpu()
                 bar.update(len(is_adv))
-        rows.append({"attack": "PGD", "epsilon": eps, "stepsize": step, "steps": s.pgd_steps,
-                     "restarts": s.pgd_restarts, "accuracy": 1 - int(fooled.sum()) / len(y)})
+        fooled.append(int(hit.sum()))
     bar.close()
+    rows = []
+    for e, f in zip(s.epsilons, sum_counts(fooled, dist)):
+        eps = float(e) / 255
+        rows.append({"attack": "PGD", "epsilon": eps, "stepsize": pgd_stepsize(eps, s.pgd_steps),
+                     "steps": s.pgd_steps, "restarts": s.pgd_restarts,
+                     "accuracy": 1 - f / len(y)})
     return rows
 
 
 def attack_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: list[str],
                 settings: AttackSettings, *, device: torch.device, batch_size: int,
-                progress: bool) -> list[dict]:
-    """Rows of every attack in ``names`` (config order), ε in ``settings.epsilons`` order."""
+                progress: bool, dist: DistContext = DistContext()) -> list[dict]:
+    """Rows of every attack in ``names`` (config order), ε in ``settings.epsilons`` order.
+
+    Under ``dist`` each rank attacks its batches (:func:`batch_range`: the single-process
+    batches, so PGD's seeds, keyed by a batch's first sample index, are unchanged) and the
+    counts are summed over the ranks."""
     rows = []
     for name in names:
         rows += ATTACKS.get(name)(model, x, y, settings, device=device, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, dist=dist)
     return rows

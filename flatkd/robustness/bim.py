@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..registry import Registry
+from ..training.distributed import DistContext, batch_range, sum_counts
 from .foolbox_compat import linf_bim
 
 
@@ -51,27 +52,30 @@ def schedules(epsilons255: list[float], protocol: str) -> list[BimSchedule]:
 
 
 def bim_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grid: list[BimSchedule], *,
-             device: torch.device, batch_size: int, progress: bool) -> list[dict]:
+             device: torch.device, batch_size: int, progress: bool,
+             dist: DistContext = DistContext()) -> list[dict]:
     """Adversarial accuracy of ``model`` (eval mode) under each BIM setting, via foolbox.
 
     x: [N, C, H, W] float in [0, 1]; y: [N]. Returns one SPEC §6 row per setting:
     {"attack": "BIM", "epsilon", "stepsize", "steps", "accuracy"} (accuracy a fraction).
+    Under ``dist`` each rank attacks its batches (:func:`batch_range`) and the counts are summed
+    over the ranks.
     """
-    rows = []
     n = len(y)
-    bar = tqdm(total=n * len(grid), desc="BIM", unit="img", disable=not progress)
+    share = batch_range(n, batch_size, dist)
+    bar = tqdm(total=len(share) * len(grid), desc="BIM", unit="img", disable=not progress)
+    correct = []
     for s in grid:
-        correct = 0
-        for i in range(0, n, batch_size):
+        correct.append(0)
+        for i in range(share.start, share.stop, batch_size):
             _, is_adv = linf_bim(model, x[i:i + batch_size], y[i:i + batch_size],
                                  epsilon=s.epsilon, stepsize=s.stepsize, steps=s.steps,
                                  device=device)
-            correct += int((~is_adv).sum())
+            correct[-1] += int((~is_adv).sum())
             bar.update(len(is_adv))
-        rows.append({"attack": "BIM", "epsilon": s.epsilon, "stepsize": s.stepsize,
-                     "steps": s.steps, "accuracy": correct / n})
     bar.close()
-    return rows
+    return [{"attack": "BIM", "epsilon": s.epsilon, "stepsize": s.stepsize, "steps": s.steps,
+             "accuracy": c / n} for s, c in zip(grid, sum_counts(correct, dist))]
 
 
 def bim_reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -14,6 +14,9 @@ by a writer that died between the two renames) is regenerated, never silently us
 Generation runs over the available cores with a process pool. Image ``i`` of an entry is
 corrupted with a seed derived from (seed, corruption, severity, i), so the arrays do not depend
 on the number of workers or the chunking.
+
+Under torchrun (``dist``) rank 0 alone generates and writes missing entries while the other
+ranks wait on a barrier, then read them: each entry is written once, with no racing writers.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import atomic_path, write_text
+from ..training.distributed import DistContext, main_first
 from . import corruptions_compat as compat
 from .corruptions import corrupt_image
 
@@ -176,21 +180,24 @@ def generate(images: np.ndarray, jobs: list[Job], *, constants: str, seed: int, 
 
 def corrupted_sets(images: np.ndarray, jobs: list[Job], *, dataset: str, split: str,
                    constants: str, seed: int, cache_dir: Path, workers: int,
-                   progress: bool) -> dict[Job, np.ndarray]:
+                   progress: bool, dist: DistContext = DistContext()) -> dict[Job, np.ndarray]:
     """Corrupted versions of ``images`` for every (corruption, severity) job, from the cache
     in ``cache_dir`` where present, generated (in parallel) and cached otherwise.
 
     images: clean uint8 [N, H, W, 3] (H, W ≥ 32). Returns {job: uint8 [N, H, W, 3]}.
+    Under ``dist`` only rank 0 writes; another rank reads after it, and generates in memory
+    only an entry it cannot see (a ``cache_dir`` not shared between machines).
     """
     cache_dir = Path(cache_dir)
     data = fingerprint(images)
     paths = {job: cache_dir / EntryKey(dataset, split, job[0], job[1], seed, constants,
                                        data).filename for job in jobs}
-    found = {job: load(p, images.shape) for job, p in paths.items()}
-    result = {job: arr for job, arr in found.items() if arr is not None}
-    missing = [job for job in jobs if job not in result]
-    if missing:
-        result.update(generate(images, missing, constants=constants, seed=seed, workers=workers,
-                               progress=progress,
-                               on_done=lambda job, arr: save(paths[job], arr)))
+    with main_first(dist):
+        found = {job: load(p, images.shape) for job, p in paths.items()}
+        result = {job: arr for job, arr in found.items() if arr is not None}
+        missing = [job for job in jobs if job not in result]
+        if missing:
+            write = (lambda job, arr: save(paths[job], arr)) if dist.is_main else None
+            result.update(generate(images, missing, constants=constants, seed=seed,
+                                   workers=workers, progress=progress, on_done=write))
     return {job: result[job] for job in jobs}

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..accuracy import top1_accuracy
 from ..errors import FlatkdError
+from ..training.distributed import DistContext, batch_range, sum_counts
 from . import published as pub
 from .attacks import AttackSettings, attack_rows
 from .cache import corrupted_sets
@@ -36,21 +37,28 @@ def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
-             batch_size: int) -> float:
-    """Top-1 accuracy (fraction) of ``model`` on x [N, C, H, W] (float in [0, 1] or uint8 NHWC)."""
+             batch_size: int, dist: DistContext = DistContext()) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on x [N, C, H, W] (float in [0, 1] or uint8 NHWC).
+
+    Under ``dist`` each rank classifies its batches (:func:`batch_range`) and the counts are
+    summed over the ranks: the same number as one process."""
+    share = batch_range(len(y), batch_size, dist)
+
     def batches():
-        for i in range(0, len(y), batch_size):
-            xb = x[i:i + batch_size]
+        for i in range(share.start, share.stop, batch_size):
+            xb = x[i:i + batch_size]                # share.stop is n or a batch boundary
             if xb.dtype == torch.uint8:
                 xb = xb.permute(0, 3, 1, 2).float() / 255
             yield xb, y[i:i + batch_size]
 
-    return top1_accuracy(model, batches(), device)
+    correct = round(top1_accuracy(model, batches(), device) * len(share)) if len(share) else 0
+    return sum_counts([correct], dist)[0] / len(y)
 
 
 def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
                    cfg: RobustnessConfig, seed: int, device: torch.device, batch_size: int,
-                   progress: bool, cache_dir: Path, data_root: str | None = None) -> dict:
+                   progress: bool, cache_dir: Path, data_root: str | None = None,
+                   dist: DistContext = DistContext()) -> dict:
     """The "robustness" section of the result file (SPEC §6) for ``model`` on the whole split.
 
     Corrupted sets come from (or go to) the cache in ``cache_dir``; the model runs in eval
@@ -74,24 +82,24 @@ def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
     model.eval().to(device)
     try:
         x, y = collect(test_set)
-        clean = accuracy(model, x, y, device=device, batch_size=batch_size)
+        clean = accuracy(model, x, y, device=device, batch_size=batch_size, dist=dist)
         jobs = [(name, s) for name in names for s in cfg.severities]
         if folder is not None:
             sets = pub.published_sets(folder, jobs, y.numpy())
         else:
             sets = corrupted_sets(to_uint8_hwc(x), jobs, dataset=dataset_name, split="test",
                                   constants=cfg.constants, seed=seed, cache_dir=cache_dir,
-                                  workers=cfg.workers, progress=progress)
+                                  workers=cfg.workers, progress=progress, dist=dist)
         rows = []
         for name, s in tqdm(jobs, desc="corruption accuracy", disable=not progress):
             acc = accuracy(model, torch.from_numpy(sets[name, s]), y, device=device,
-                           batch_size=batch_size)
+                           batch_size=batch_size, dist=dist)
             rows.append({"corruption": name, "severity": s, "accuracy": acc})
         settings = AttackSettings(epsilons=list(cfg.epsilons), bim_protocol=cfg.bim_protocol,
                                   pgd_steps=cfg.pgd_steps, pgd_restarts=cfg.pgd_restarts,
                                   seed=seed)
         adversarial = attack_rows(model, x, y, cfg.attacks, settings, device=device,
-                                  batch_size=batch_size, progress=progress)
+                                  batch_size=batch_size, progress=progress, dist=dist)
     finally:
         model.train(was_training)
     out = {"clean_accuracy": clean, "corruptions": rows, "adversarial": adversarial}

@@ -1,4 +1,5 @@
-"""Multi-process training on ``torch.distributed`` (launched by ``torchrun``; NCCL on CUDA, gloo on CPU).
+"""Multi-process training and evaluation on ``torch.distributed`` (launched by ``torchrun``;
+NCCL on CUDA, gloo on CPU).
 
 Every rank draws the same *global* epoch plan (``epoch_specs``) and the method schedules global
 :class:`BatchSpec` s, so replay buffers, replay steps and checkpoints are identical on every
@@ -13,12 +14,18 @@ statistics) broadcast from rank 0 after it, which is what ``DistributedDataParal
 ``broadcast_buffers=True``. DDP itself is not used: flatkd's methods call ``forward_features`` /
 ``forward_exits`` rather than ``forward``, which DDP's reducer does not see (it raises on the
 next step or skips the reduction), and a frozen teacher needs no wrapper.
+
+Evaluation splits a sample set into contiguous blocks of whole evaluation batches
+(:func:`batch_range`), so every batch a rank runs is a batch of the single-process run, and sums
+its counts (:func:`sum_counts`) or tensors (:func:`sum_tensors_`) over the ranks; files every
+rank needs are written by rank 0 alone (:func:`main_first`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -102,10 +109,18 @@ def average_gradients(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     grads = [p.grad for p in params]
-    for group in _by_dtype(grads):
-        _flat_all_reduce(group, dist.ReduceOp.SUM)
+    sum_tensors_(grads, ctx)
     for g in grads:
         g.div_(ctx.world_size)
+
+
+def sum_tensors_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Replace every tensor by its element-wise sum over the ranks, in place (one all-reduce
+    per dtype and device); every rank ends with the same bits."""
+    if not ctx.enabled:
+        return
+    for group in _by_dtype(tensors):
+        _flat_all_reduce(group, dist.ReduceOp.SUM)
 
 
 def broadcast_buffers(modules: Iterable[nn.Module], ctx: DistContext) -> None:
@@ -130,6 +145,36 @@ def sum_over_ranks(values: list[float], ctx: DistContext) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=ctx.collective_device)
     dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def sum_counts(counts: list[int], ctx: DistContext) -> list[int]:
+    """Element-wise sum of integer ``counts`` over the ranks (exact below 2⁵³)."""
+    return [int(c) for c in sum_over_ranks([float(c) for c in counts], ctx)]
+
+
+def batch_range(n: int, batch_size: int, ctx: DistContext) -> range:
+    """This rank's share ``range(lo, hi)`` of n samples evaluated in batches of ``batch_size``.
+
+    Rank r of W gets the global batches ⌊r·b/W⌋ … ⌊(r+1)·b/W⌋ − 1 (b = ⌈n / batch_size⌉; a rank
+    may get none), so ``lo`` is a multiple of ``batch_size`` and ``range(lo, hi, batch_size)``
+    starts exactly the single-process batches: per-batch numbers, and random draws keyed by a
+    batch's first sample index, do not depend on the number of ranks."""
+    if not ctx.enabled:
+        return range(n)
+    b = -(-n // batch_size)
+    lo, hi = (min(n, (k * b // ctx.world_size) * batch_size) for k in (ctx.rank, ctx.rank + 1))
+    return range(lo, hi)
+
+
+@contextlib.contextmanager
+def main_first(ctx: DistContext) -> Iterator[None]:
+    """Run the body on rank 0 first and on the other ranks once rank 0 has left it (one barrier),
+    e.g. rank 0 writes cache files that the others then read."""
+    if not ctx.is_main:
+        barrier(ctx)
+    yield
+    if ctx.is_main:
+        barrier(ctx)
 
 
 def barrier(ctx: DistContext) -> None:
