@@ -10,7 +10,13 @@ from flatkd.errors import FlatkdError
 SMALL = {"hessian.samples": 48, "hessian.top_k": 2, "hessian.trace_hvps": 8,
          "hessian.slq_probes": 1, "hessian.slq_steps": 10, "perturbation.sigmas": [0.0, 0.01],
          "perturbation.repeats": 2, "robustness.corruptions": ["brightness"],
-         "robustness.severities": [1, 5], "robustness.epsilons": [2.0]}
+         "robustness.severities": [1, 5], "robustness.epsilons": [2.0],
+         # --suite all also runs the sharpness and landscape suites: tiny sizes
+         "sharpness.samples": 64, "sharpness.m": 32, "sharpness.steps": 3,
+         "sharpness.average_draws": 2, "pacbayes.draws": 2, "pacbayes.max_evals": 4,
+         "layers.samples": 48, "layers.max_iter": 5, "layers.trace_probes": 2,
+         "landscape.slices": "1d", "landscape.resolution": 3, "landscape.samples": 32,
+         "landscape.bn_samples": 32}
 
 
 @pytest.fixture(scope="module")
