@@ -221,3 +221,69 @@ def test_train_fraction_is_seeded_stratified_and_nested(tmp_path):
     assert len(t.train_set) == 287 and len(set(t.train_set.targets)) == 10
     with pytest.raises(FlatkdError, match=r"train_fraction must lie in \(0, 1\]"):
         resolve("baseline", "resnet8", "digits", overrides={"train_fraction": 1.5})
+
+
+def test_report_section_tables_and_epochs_ratio(tmp_path):
+    """Fake runs: result files + the run folders' config.yaml (no checkpoints). A report takes
+    one result per (method, seed), so every cell (budget, fraction) has seeds of its own."""
+    import json
+
+    import yaml
+
+    from flatkd.report import build_report
+    from report_fixtures import _result
+    acc = {("offline", 3): 0.80, ("offline", 6): 0.90, ("stablekd", 3): 0.92, ("stablekd", 6): 0.95,
+           ("kd-mse", 6): 0.91}
+    for (method, epochs), a in acc.items():
+        for r in (0, 1):
+            for frac in ((None, 0.5) if (method, epochs) != ("kd-mse", 6) else (None,)):
+                seed = 10 * epochs + 100 * (frac is not None) + r
+                run = tmp_path / f"{method}-{epochs}-{frac}-{seed}"
+                run.mkdir()
+                cfg = {"epochs": epochs, "train_fraction": frac, "teacher_ckpt": "t.pt", "seed": seed}
+                opts = {"blocks": 4, "recompositions": 2} if method == "stablekd" else {}
+                (run / "config.yaml").write_text(yaml.safe_dump({"config": cfg,
+                                                                 "derived": {"options": opts}}))
+                res = _result("online", 0, run)
+                res.pop("flatness")                        # robustness only, as measured
+                res["checkpoint"] |= {"method": method, "interval": None, "arch": "resnet8",
+                                      "path": str(run / "checkpoint.pt"), "seed": seed}
+                res["robustness"]["clean_accuracy"] = a - 0.1 * (frac is not None) + 0.01 * r
+                (run / "result.json").write_text(json.dumps(res))
+    stray = tmp_path / "other-offline"                     # a different teacher: left out
+    stray.mkdir()
+    (stray / "config.yaml").write_text(yaml.safe_dump({"config": {"epochs": 3, "teacher_ckpt": "x.pt"}}))
+    res = _result("online", 0, stray)
+    res["checkpoint"] |= {"method": "offline", "interval": None, "path": str(stray / "checkpoint.pt"),
+                          "seed": 999}
+    (stray / "result.json").write_text(json.dumps(res))
+    written = build_report([tmp_path], tmp_path / "report")
+    md = written["markdown"].read_text()
+    assert "## StableKD" in md
+    assert "StableKD-4/2 reaches KD's 90.50 % (6 epochs) in 3 epochs: epochs ratio KD / StableKD-4/2 = 2.00" in md
+    table = pd_read(written["tables"]["stablekd_epochs"][0])
+    kd3 = table[(table.scheme == "KD") & (table.epochs == 3)].iloc[0]
+    assert (kd3["mean"], kd3["n"]) == (pytest.approx(0.805), 2)          # the stray run is out
+    frac = pd_read(written["tables"]["stablekd_fraction"][0])
+    assert sorted(frac.train_fraction.unique()) == [0.5, 1.0] and "KD + MSE" not in set(frac.scheme)
+    assert {"stablekd_epochs_digits_resnet8", "stablekd_fraction_digits_resnet8_e3"} <= set(written["figures"])
+
+
+def pd_read(path):
+    import pandas as pd
+    return pd.read_csv(path)
+
+
+def test_paper_presets_hold_the_papers_recipes():
+    from importlib import resources
+    root = resources.files("flatkd.presets").joinpath("paper")
+    def cfg(name, method="stablekd"):
+        with resources.as_file(root.joinpath(name)) as path:
+            return resolve(method, None, None, config_file=str(path))
+    s = cfg("stablekd-cifar100-resnet18.yaml")
+    assert (s.optim.lr, s.optim.schedule, s.batch_size, s.optim.weight_decay) == (0.5, "triangular2", 128, 5e-4)
+    kd = cfg("stablekd-cifar100-resnet18-kd.yaml", "offline")
+    assert (kd.optim.lr, kd.optim.schedule, kd.optim.warmup_epochs, kd.kd.alpha) == (0.1, "cosine", 18, 0.5)
+    im = cfg("stablekd-imagenet-resnet18.yaml")
+    assert (im.optim.name, im.optim.lr, im.batch_size, im.optim.weight_decay,
+            im.stablekd.recompositions) == ("adamw", 0.02, 256, 0.2, 3)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from ..io import write_text
 from . import figures as F
-from . import paper_layouts, table4
+from . import paper_layouts, stablekd, table4
 from . import tables as T
 from .measures import measures_section
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
@@ -261,6 +261,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     md += paper_layouts.sections(results, histories, out, written, _write_table, F.save_figure)
     md += table4.section(results, histories,
                          lambda name, num, disp: _write_table(out, name, num, disp, written))
+    md += stablekd.section(results, out, written, _write_table, F.save_figure)
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
         written["figures"][stem] = F.save_figure(build(rs), out / "figures", stem)
