@@ -287,3 +287,34 @@ def test_paper_presets_hold_the_papers_recipes():
     im = cfg("stablekd-imagenet-resnet18.yaml")
     assert (im.optim.name, im.optim.lr, im.batch_size, im.optim.weight_decay,
             im.stablekd.recompositions) == ("adamw", 0.02, 256, 0.2, 3)
+
+
+def test_dkd_decomposes_classical_kd_and_at_maps_are_normalised():
+    from flatkd.training.losses import kd_kl
+    from flatkd.training.methods.frozen import at_loss, attention_map, dkd_loss
+    g = torch.Generator().manual_seed(0)
+    s, t, y, T = torch.randn(1, 5, generator=g), torch.randn(1, 5, generator=g), torch.tensor([2]), 2.0
+    tckd, nckd = dkd_loss(s, t, y, alpha=1.0, beta=1.0, T=T)
+    p_gt = torch.softmax(t / T, 1)[0, 2]
+    torch.testing.assert_close(tckd + (1 - p_gt) * nckd, kd_kl(s, t, T))   # DKD paper Eq. 4
+    assert dkd_loss(s, t, y, 2.0, 8.0, T)[1] == pytest.approx(8 * nckd.item(), rel=1e-6)
+    assert all(v.abs() < 1e-6 for v in dkd_loss(t, t, y, 1.0, 8.0, T))
+    f = torch.ones(1, 3, 2, 2)
+    assert attention_map(f).tolist() == [[0.5] * 4]
+    torch.testing.assert_close(attention_map(3 * f[:, :1]), attention_map(f))      # width-agnostic
+    h = torch.zeros(1, 1, 2, 2)
+    h[0, 0, 0, 0] = 1.0                       # a = [1, 0, 0, 0] vs [.5]*4: mean sq diff = 0.25
+    assert at_loss([h], [f], beta=1000.0).item() == pytest.approx(500 * 0.25)
+
+
+def test_dkd_and_at_train_the_student_only(tmp_path, wide_teacher):
+    from flatkd import load_checkpoint as load
+    for method in ("dkd", "at"):
+        t = trainer(tmp_path, method, method, epochs=1, teacher_ckpt=wide_teacher,
+                    teacher_ckpt_model="teacher")
+        before = {k: v.clone() for k, v in t.method.nets.modules["teacher"].state_dict().items()}
+        t.run()
+        after = t.method.nets.modules["teacher"].state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert set(t.optimizers) == {"student"} and t.opt_steps == {"student": 4}
+        assert load(t.ckpt_path).raw["state"]["options"]["teacher"]["width"] == 2.0

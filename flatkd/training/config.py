@@ -306,6 +306,32 @@ class StableKDConfig:
 
 
 @dataclass
+class DKDConfig:
+    """Decoupled KD from a frozen teacher (dkd; Zhao et al. 2022, a StableKD baseline):
+    CE + min(epoch / warmup_epochs, 1)·(alpha·TCKD + beta·NCKD). Defaults: DKD's CIFAR settings.
+
+    alpha: weight of the target-class term TCKD (default 1).
+    beta: weight of the non-target-class term NCKD (default 8).
+    temperature: softmax temperature T of both terms (default 4).
+    warmup_epochs: epochs over which the DKD weight rises linearly to 1 (default 20; 0: none).
+    """
+    alpha: float = 1.0
+    beta: float = 8.0
+    temperature: float = 4.0
+    warmup_epochs: float = 20.0
+
+
+@dataclass
+class ATConfig:
+    """Attention transfer from a frozen teacher (at; Zagoruyko & Komodakis 2017, a StableKD
+    baseline): CE + beta/2 · Σ over the stage outputs of mean((a_s − a_t)²).
+
+    beta: weight β of the attention terms (default 1000, AT's code).
+    """
+    beta: float = 1000.0
+
+
+@dataclass
 class AugmentConfig:
     """Training augmentation (every random draw comes from the sample's seed: exact replay).
 
@@ -418,6 +444,8 @@ class TrainConfig:
     pskd: PSKDConfig = field(default_factory=PSKDConfig)
     vit: VitConfig = field(default_factory=VitConfig)
     stablekd: StableKDConfig = field(default_factory=StableKDConfig)
+    dkd: DKDConfig = field(default_factory=DKDConfig)
+    at: ATConfig = field(default_factory=ATConfig)
 
     def validate(self) -> None:
         """Refuse values no run can use, naming the key and the valid range."""

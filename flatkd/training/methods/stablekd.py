@@ -28,15 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import models
 from ...errors import FlatkdError
 from ...models.blocks import Block, natural_count, split
 from ..batches import BatchSpec
 from ..config import TrainConfig
 from ..losses import kd_kl
-from .base import Method, Networks, Update
-from .offline import load_teacher
-from .online import PROJECTOR_SEED_OFFSET, _arch_kwargs
+from .frozen import FrozenTeacher
+from .online import PROJECTOR_SEED_OFFSET
 from .registry import METHODS
 from .seeding import seeded
 
@@ -117,7 +115,7 @@ def block_count(cfg: TrainConfig, student: nn.Module, teacher: nn.Module) -> int
 
 
 @METHODS.register("stablekd")
-class StableKD(Method):
+class StableKD(FrozenTeacher):
     """StableKD-k/n (Alg. 1): decomposition into k blocks, n recompositions, a frozen pretrained
     teacher (``teacher_ckpt``). The paper's recipe: ``optim.schedule=triangular2`` (one lr cycle
     per stage), max lr 0.5, batch 128, weight decay 5e-4 (``presets/paper/stablekd-*.yaml``)."""
@@ -143,19 +141,10 @@ class StableKD(Method):
         return lengths
 
     @classmethod
-    def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
-        if cfg.teacher_ckpt is None:
-            raise FlatkdError(f"{cfg.method} distils from a pretrained teacher: pass "
-                              "--teacher-ckpt PATH (a flatkd checkpoint, e.g. a baseline run's)")
-        s_kw = _arch_kwargs(cfg.arch, num_classes, mean, std, cfg=cfg)
-        student = seeded(cfg.seed, lambda: models.create(**s_kw))
-        teacher, t_kw = load_teacher(cfg, num_classes)
-        teacher.requires_grad_(False)
+    def extra(cls, cfg: TrainConfig, student, teacher) -> dict:
         k = block_count(cfg, student, teacher)
-        adapters = seeded(cfg.seed + PROJECTOR_SEED_OFFSET,
-                          lambda: Adapters(split(student, k), split(teacher, k)))
-        return Networks({"student": student, "teacher": teacher, "projector": adapters},
-                        {"student": ["student", "projector"]}, {"student": s_kw, "teacher": t_kw})
+        return {"projector": seeded(cfg.seed + PROJECTOR_SEED_OFFSET,
+                                    lambda: Adapters(split(student, k), split(teacher, k)))}
 
     def __init__(self, cfg, nets, interval_steps):
         super().__init__(cfg, nets, interval_steps)
@@ -175,9 +164,6 @@ class StableKD(Method):
 
     def groups_of(self, spec: BatchSpec) -> Groups:
         return self.stages_groups[self.stage_of(spec)]
-
-    def schedule(self, spec: BatchSpec) -> list[Update]:
-        return [Update("student", "stablekd", spec)]
 
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -231,7 +217,6 @@ class StableKD(Method):
         lengths = self.stage_epochs(cfg)
         o = cfg.optim
         peaks = [o.lr * 0.5 ** c if o.schedule == "triangular2" else o.lr for c in range(len(lengths))]
-        arch = self.nets.architectures["teacher"]
         return {"blocks": self.k, "recompositions": sk.recompositions,
                 "stage_epochs": lengths,
                 "stage_first_epoch": [1 + sum(lengths[:c]) for c in range(len(lengths))],
@@ -239,8 +224,7 @@ class StableKD(Method):
                 "stage_lr": {"schedule": o.schedule, "peak": peaks, "floor": o.min_lr},
                 "kl_weight": sk.kl_weight, "temperature": sk.temperature,
                 "projectors": self.nets.modules["projector"].describe(),
-                "teacher": {"arch": arch["arch"], "width": arch.get("width", 1),
-                            "teacher_ckpt": str(cfg.teacher_ckpt), "network": cfg.teacher_ckpt_model}}
+                "teacher": self.teacher_source()}
 
 
 @METHODS.register("kd-mse")
