@@ -3,6 +3,10 @@ the environment torchrun sets) against one process on the same checkpoint and se
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -13,7 +17,7 @@ from flatkd.errors import FlatkdError
 from flatkd.flatness.config import HessianConfig, PerturbationConfig
 from flatkd.flatness.suite import run_flatness
 from flatkd.io import write_json
-from flatkd.training.distributed import DistContext, batch_range
+from flatkd.training.distributed import DistContext, batch_range, main_first
 from test_distributed import WORLD, free_port
 
 SETTINGS = {"batch_size": 40,                  # 360 test images: 4 batches on rank 0, 5 on rank 1
@@ -83,6 +87,27 @@ def test_batch_range_splits_whole_batches_over_the_ranks():
     assert batch_range(n, b, DistContext()) == range(n)
 
 
+def _slow_rank_zero(rank, port, out):
+    """Worker: a group with a 1 s collective timeout (its store waits 60 s for the ranks to
+    start); rank 0 works 3 s inside main_first."""
+    store = torch.distributed.TCPStore("127.0.0.1", port, WORLD, rank == 0,
+                                       timeout=timedelta(seconds=60))
+    torch.distributed.init_process_group("gloo", store=store, rank=rank, world_size=WORLD,
+                                         timeout=timedelta(seconds=1))
+    with main_first(DistContext(rank, WORLD)):
+        if rank == 0:
+            time.sleep(3)
+            (out / "entry").write_text("rank 0")
+        else:
+            (out / "read").write_text((out / "entry").read_text())
+    torch.distributed.destroy_process_group()
+
+
+def test_main_first_waits_longer_than_the_collective_timeout(tmp_path):
+    mp.spawn(_slow_rank_zero, args=(free_port(), tmp_path), nprocs=WORLD, join=True)
+    assert (tmp_path / "read").read_text() == "rank 0"
+
+
 def test_robustness_json_is_byte_identical_to_one_process(runs):
     two, one, _, _ = runs
     single = (one / "robustness.json").read_bytes()
@@ -130,3 +155,20 @@ def test_pyhessian_backend_is_refused_under_torchrun(digits_checkpoint):
                      HessianConfig(samples=8, backend="pyhessian"), PerturbationConfig(), seed=0,
                      device=torch.device("cpu"), batch_size=8, progress=False,
                      dist=DistContext(0, 2))
+
+
+@pytest.mark.slow
+def test_torchrun_cli_eval_writes_the_single_process_file(digits_checkpoint, tmp_path):
+    sets = [a for k, v in SETTINGS.items() if not k.startswith(("hessian", "perturbation"))
+            for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = ["-m", "flatkd", "eval", "--ckpt", str(digits_checkpoint), "--suite", "robustness",
+           "--quiet", "--set", f"cache_dir={tmp_path / 'cache'}", *sets, "--out"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                          str(WORLD), "--master_port", str(free_port()), *cmd,
+                          str(tmp_path / "two.json")], capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = subprocess.run([sys.executable, *cmd, str(tmp_path / "one.json")], capture_output=True,
+                         text=True, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()

@@ -23,6 +23,7 @@ rank needs are written by rank 0 alone (:func:`main_first`).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -166,15 +167,27 @@ def batch_range(n: int, batch_size: int, ctx: DistContext) -> range:
     return range(lo, hi)
 
 
+MAIN_FIRST_TIMEOUT = datetime.timedelta(hours=24)
+
+
 @contextlib.contextmanager
 def main_first(ctx: DistContext) -> Iterator[None]:
-    """Run the body on rank 0 first and on the other ranks once rank 0 has left it (one barrier),
-    e.g. rank 0 writes cache files that the others then read."""
+    """Run the body on rank 0 first and on the other ranks once rank 0 has left it, e.g. rank 0
+    writes cache files that the others then read.
+
+    The others wait on a barrier of a gloo group of their own with a timeout of
+    :data:`MAIN_FIRST_TIMEOUT`: rank 0's work (generating corrupted test sets) may outlast the
+    default group's collective timeout (30 minutes for gloo, 10 for NCCL)."""
+    if not ctx.enabled:
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=MAIN_FIRST_TIMEOUT)
     if not ctx.is_main:
-        barrier(ctx)
+        dist.barrier(group=group)
     yield
     if ctx.is_main:
-        barrier(ctx)
+        dist.barrier(group=group)
+    dist.destroy_process_group(group)
 
 
 def barrier(ctx: DistContext) -> None:
