@@ -305,6 +305,8 @@ def test_dkd_decomposes_classical_kd_and_at_maps_are_normalised():
     h = torch.zeros(1, 1, 2, 2)
     h[0, 0, 0, 0] = 1.0                       # a = [1, 0, 0, 0] vs [.5]*4: mean sq diff = 0.25
     assert at_loss([h], [f], beta=1000.0).item() == pytest.approx(500 * 0.25)
+    with pytest.raises(FlatkdError, match="dkd.beta must be a finite number ≥ 0"):
+        resolve("dkd", "resnet8", "digits", overrides={"dkd.beta": -1})
 
 
 def test_dkd_and_at_train_the_student_only(tmp_path, wide_teacher):

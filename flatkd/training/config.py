@@ -501,6 +501,11 @@ class TrainConfig:
              f"stablekd.kl_weight must be a finite number ≥ 0, got {sk.kl_weight}")
         need(finite(sk.temperature) and sk.temperature > 0,
              f"stablekd.temperature must be a finite number > 0, got {sk.temperature}")
+        need(finite(self.dkd.temperature) and self.dkd.temperature > 0,
+             f"dkd.temperature must be a finite number > 0, got {self.dkd.temperature}")
+        for key, v in (("dkd.alpha", self.dkd.alpha), ("dkd.beta", self.dkd.beta),
+                       ("dkd.warmup_epochs", self.dkd.warmup_epochs), ("at.beta", self.at.beta)):
+            need(finite(v) and v >= 0, f"{key} must be a finite number ≥ 0, got {v}")
         for key, v in (("kd.feature_weight", self.kd.feature_weight),
                        ("selfkd.feature_weight", self.selfkd.feature_weight)):
             need(finite(v) and v >= 0, f"{key} must be a finite number ≥ 0, got {v}")
