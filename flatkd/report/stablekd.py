@@ -4,8 +4,9 @@ ablation (KD, KD + MSE, StableKD) and accuracy vs training-data fraction (Table 
 Runs are read from their result files (clean accuracy of the robustness suite) and the run's
 ``config.yaml`` found next to the recorded checkpoint (the loop writes it: the resolved config
 and the method's options), so a run folder reduced to ``config.yaml`` still reports. Schemes:
-``stablekd`` → StableKD-k/n, ``kd-mse`` → KD + MSE, ``offline`` → KD (only offline runs that
-distil from a teacher checkpoint some StableKD run uses, so unrelated offline runs stay out).
+``stablekd`` → StableKD-k/n, ``kd-mse`` → KD + MSE, ``offline`` → KD, ``dkd`` → DKD, ``at``
+→ AT (the last three only when they distil from a teacher checkpoint some StableKD run uses,
+so unrelated offline runs stay out).
 Cells are mean ± std over seeds (n).
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ import yaml
 from .results import Result
 from .tables import describe, fmt_stat
 
-METHODS = ("stablekd", "kd-mse", "offline")
+#: method → scheme label; the baselines count only with a teacher some StableKD run uses
+SCHEMES = {"kd-mse": "KD + MSE", "offline": "KD", "dkd": "DKD", "at": "AT"}
+METHODS = ("stablekd", *SCHEMES)
+BASELINES = ("offline", "dkd", "at")
 COLUMNS = ["dataset", "network", "scheme", "epochs", "train_fraction", "mean", "std", "n"]
 
 
@@ -44,7 +48,7 @@ def scheme(r: Result, record: dict) -> str:
     if r.method == "stablekd":
         opts = record.get("derived", {}).get("options", {})
         return f"StableKD-{opts.get('blocks', '?')}/{opts.get('recompositions', '?')}"
-    return {"kd-mse": "KD + MSE", "offline": "KD"}[r.method]
+    return SCHEMES[r.method]
 
 
 def runs_table(results: Iterable[Result]) -> pd.DataFrame:
@@ -58,12 +62,12 @@ def runs_table(results: Iterable[Result]) -> pd.DataFrame:
         cfg = record.get("config", {})
         if not cfg:
             continue
-        if r.method != "offline":
+        if r.method not in BASELINES:
             teachers.add(cfg.get("teacher_ckpt"))
         picked.append((r, record, cfg))
     cells: dict[tuple, list[float]] = {}
     for r, record, cfg in picked:
-        if r.method == "offline" and (cfg.get("teacher_ckpt") is None
+        if r.method in BASELINES and (cfg.get("teacher_ckpt") is None
                                       or cfg.get("teacher_ckpt") not in teachers):
             continue
         key = (r.dataset, r.network, scheme(r, record), int(cfg.get("epochs")),
@@ -77,12 +81,15 @@ def runs_table(results: Iterable[Result]) -> pd.DataFrame:
 
 
 def _order(schemes: Iterable[str]) -> list[str]:
-    """KD first, then KD + MSE, then StableKD variants by (k, n)."""
-    def rank(s: str):
-        if s.startswith("StableKD-"):
-            k, n = s[len("StableKD-"):].split("/")
-            return (2, int(k) if k.isdigit() else 0, int(n) if n.isdigit() else 0)
-        return (0 if s == "KD" else 1, 0, 0)
+    """KD, DKD, AT, KD + MSE, then StableKD variants by (k, n)."""
+    fixed = ["KD", "DKD", "AT", "KD + MSE"]
+
+    def rank(s: str):                        # "KD" or "KD, 6 epochs" (a row per budget)
+        base, _, rest = s.partition(", ")
+        if base.startswith("StableKD-"):
+            k, n = base[len("StableKD-"):].split("/")
+            return (len(fixed), int(k) if k.isdigit() else 0, int(n) if n.isdigit() else 0, rest)
+        return (fixed.index(base), 0, 0, rest)
     return sorted(set(schemes), key=rank)
 
 
@@ -146,8 +153,9 @@ def section(results: Sequence[Result], out: Path, written: dict, write_table: Ca
         return []
     md = ["## StableKD: accuracy vs epoch budget and vs training data", "",
           "Student test accuracy (%; robustness suite's clean accuracy), mean ± std over seeds "
-          "(n). KD = offline vanilla KD from the same frozen teacher, KD + MSE = the Table 4 "
-          "ablation (feature alignment end to end), StableKD-k/n = k blocks, n recompositions.", ""]
+          "(n). KD = offline vanilla KD from the same frozen teacher, DKD / AT = decoupled KD / "
+          "attention transfer, KD + MSE = the Table 4 ablation (feature alignment end to end), "
+          "StableKD-k/n = k blocks, n recompositions.", ""]
     budget = df[df["train_fraction"] == 1.0]
     if budget["epochs"].nunique() > 0:
         md += ["### Accuracy vs epoch budget (paper Fig. 4/5, Tables 4 and 5 layout)", "",
