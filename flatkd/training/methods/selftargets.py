@@ -50,10 +50,23 @@ class PSKDTeacher:
     Buffer P (one row per training sample, keyed by dataset index) holds the network's softmax
     prediction from its previous visit; a sample not yet visited reads its one-hot label
     (PS-KD fills P with one-hot labels during epoch 0). Order per step: read P[idx], build the
-    target, forward, then write P[idx] ← softmax(z) of this forward (detached).
+    target, forward, then write P[idx] ← softmax(z) of this forward (detached). Placed before
+    the host method in the bases, it also creates, saves and restores the buffer around the
+    host's own state.
     """
 
     pskd_net: str
+
+    def __init__(self, cfg, nets, interval_steps):
+        super().__init__(cfg, nets, interval_steps)
+        self.pskd_init()
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), **self.pskd_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.pskd_load(state)
 
     def pskd_init(self) -> None:
         self.predictions: PerSampleBuffer | None = None
@@ -107,23 +120,12 @@ class PSKD(PSKDTeacher, Method):
         net, kw = make_net(cfg, cfg.seed, num_classes, mean, std)
         return Networks({"student": net}, {"student": ["student"]}, {"student": kw})
 
-    def __init__(self, cfg, nets, interval_steps):
-        super().__init__(cfg, nets, interval_steps)
-        self.pskd_init()
-
     def schedule(self, spec: BatchSpec) -> list[Update]:
         return [Update("student", "student", spec)]
 
     def loss(self, role, x, y):
         loss, _, logs = self.pskd_step(x, y)
         return loss, {"loss": loss.item(), **logs}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **self.pskd_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.pskd_load(state)
 
     def options(self) -> dict:
         return {"alpha_T": self.cfg.pskd.alpha_T}
@@ -136,23 +138,12 @@ class OnlinePSKD(PSKDTeacher, OnlineKD):
 
     pskd_net = "teacher"
 
-    def __init__(self, cfg, nets, interval_steps):
-        super().__init__(cfg, nets, interval_steps)
-        self.pskd_init()
-
     def loss(self, role, x, y):
         if role != "teacher":
             return super().loss(role, x, y)
         loss, logits, logs = self.pskd_step(x, y)
         self._teacher_out = (logits.detach(), self._pskd_feat.detach())
         return loss, {"teacher_loss": loss.item(), **logs}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **self.pskd_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.pskd_load(state)
 
     def options(self) -> dict:
         return {**super().options(), "teacher_objective": "pskd", "alpha_T": self.cfg.pskd.alpha_T}
@@ -193,9 +184,21 @@ class DLBTeacher:
     """Mixin: the network ``self.dlb_net`` trains with DLB. Half of each of its batches repeats
     the previous iteration's samples (another augmentation) and is distilled toward the soft
     predictions made for them at the previous iteration; the pairing carries over epoch
-    boundaries and is checkpointed (previous batch spec + its logits)."""
+    boundaries and is checkpointed (previous batch spec + its logits) around the host method's
+    own state (place the mixin before the host in the bases)."""
 
     dlb_net: str
+
+    def __init__(self, cfg, nets, interval_steps):
+        super().__init__(cfg, nets, interval_steps)
+        self.dlb_init()
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), **self.dlb_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.dlb_load(state)
 
     def dlb_init(self) -> None:
         self.prev_spec: BatchSpec | None = None
@@ -261,23 +264,12 @@ class DLB(DLBTeacher, Method):
         net, kw = make_net(cfg, cfg.seed, num_classes, mean, std)
         return Networks({"student": net}, {"student": ["student"]}, {"student": kw})
 
-    def __init__(self, cfg, nets, interval_steps):
-        super().__init__(cfg, nets, interval_steps)
-        self.dlb_init()
-
     def schedule(self, spec: BatchSpec) -> list[Update]:
         return [self.dlb_update("student", "student", spec)]
 
     def loss(self, role, x, y):
         loss, _, _, logs = self.dlb_step(x, y)
         return loss, {"loss": loss.item(), **logs}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **self.dlb_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.dlb_load(state)
 
     def options(self) -> dict:
         return {"temperature": self.cfg.dlb.temperature, "alpha": self.cfg.dlb.alpha}
@@ -296,10 +288,6 @@ class OnlineDLB(DLBTeacher, OnlineKD):
         _check_dlb(cfg)
         return super().build(cfg, num_classes, mean, std)
 
-    def __init__(self, cfg, nets, interval_steps):
-        super().__init__(cfg, nets, interval_steps)
-        self.dlb_init()
-
     def schedule(self, spec: BatchSpec) -> list[Update]:
         return [self.dlb_update("teacher", "teacher", spec), Update("student", "student", spec)]
 
@@ -309,13 +297,6 @@ class OnlineDLB(DLBTeacher, OnlineKD):
         loss, logits, feat, logs = self.dlb_step(x, y)
         self._teacher_out = (logits.detach(), feat.detach())
         return loss, {"teacher_loss": loss.item(), **logs}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **self.dlb_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.dlb_load(state)
 
     def options(self) -> dict:
         return {**super().options(), "teacher_objective": "dlb",
