@@ -9,7 +9,7 @@ is the time from the start of one global step to the next on rank 0, within an e
 per-epoch test pass and the first ``--warmup`` steps are left out); runs alternate (1, 2, 1, …)
 so machine load affects both alike. Prints the median s/step of each and the ratio.
 
-    python benchmarks/distributed_step_time.py [--subset 1024] [--batch 128] [--epochs 2] [--repeats 2]
+    python benchmarks/distributed_step_time.py [--subset 1024] [--batch 128] [--repeats 2]
 """
 from __future__ import annotations
 
