@@ -39,7 +39,8 @@ class EvalConfig:
     """Settings of flatkd eval (a YAML file, then --set key=value).
 
     seed: seed of every random draw of the evaluation (probes, noise, corruptions) (default 0).
-    batch_size: evaluation batch size (default 256).
+    batch_size: evaluation batch size (default 256); under torchrun each rank runs whole batches
+        of this size.
     data_root: folder holding the dataset files; unset: the one recorded in the checkpoint.
     cache_dir: cache of corrupted test sets; unset: $FLATKD_CACHE or ~/.cache/flatkd.
     """
