@@ -198,6 +198,9 @@ def _train(a) -> None:
     path = run(a.method, a.arch, a.dataset, a.out, epochs=a.epochs, interval=a.interval, seed=a.seed,
                device=a.device, config_file=a.config, overrides=overrides, resume=a.resume,
                progress=not a.quiet)
+    from .training.distributed import main_process
+    if not main_process():              # under torchrun only rank 0 reports
+        return
     from .checkpoint import load_checkpoint
     last = load_checkpoint(path).metrics[-1]
     print(f"checkpoint: {path}  student test acc {last['student_test_acc']:.4f}")
@@ -207,6 +210,9 @@ def _eval(a) -> None:
     from .evaluator import evaluate
     result = evaluate(a.ckpt, a.suite, model=a.model, overrides=cfgmod.parse_overrides(a.set),
                       config_file=a.config, out=a.out, device=a.device, progress=not a.quiet)
+    from .training.distributed import main_process
+    if not main_process():              # under torchrun only rank 0 reports
+        return
     if a.out:
         print(f"result: {a.out}")
     else:

@@ -161,8 +161,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
             check()
     dev = resolve_device(device)
     dist = distributed.setup(dev.type)
-    if dev.type == "cuda" and dist.enabled:
-        dev = torch.device(f"cuda:{dist.local_rank}")
+    dev = dist.place(dev)
     net = ck.build_model(model).to(dev)
     bad = ck.non_finite_tensor(model)
     if bad is not None:

@@ -168,3 +168,16 @@ def test_torchrun_killed_mid_epoch_resumes_bit_identical(tmp_path):
         for k, v in b.raw["models"][name].items():
             assert torch.equal(a.raw["models"][name][k], v), (name, k)
     assert [r["student_test_acc"] for r in a.metrics] == [r["student_test_acc"] for r in b.metrics]
+
+
+def test_only_rank_0_reports_and_cpu_runs_keep_their_device(monkeypatch):
+    """The CLI prints only in rank 0 of a launch; ``place`` moves only distributed CUDA runs."""
+    from flatkd.training.distributed import DistContext, main_process
+    monkeypatch.delenv("RANK", raising=False)
+    assert main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert main_process()
+    cpu = torch.device("cpu")
+    assert DistContext(1, 2, 1).place(cpu) == cpu and DistContext().place(cpu) == cpu

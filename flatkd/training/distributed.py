@@ -52,10 +52,25 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def place(self, device: torch.device) -> torch.device:
+        """This rank's device: ``cuda:<local_rank>`` (made current) for a distributed CUDA
+        run, else ``device`` unchanged."""
+        if device.type != "cuda" or not self.enabled:
+            return device
+        mine = torch.device(f"cuda:{self.local_rank}")
+        torch.cuda.set_device(mine)
+        return mine
+
 
 def launched() -> bool:
     """True inside a torchrun (or any ``env://``) launch with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def main_process() -> bool:
+    """True in a single process and in rank 0 of a launch (from the launcher's ``RANK``): the
+    process that prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def setup(device_type: str) -> DistContext:

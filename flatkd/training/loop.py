@@ -83,9 +83,7 @@ class Trainer:
         method_cls = METHODS.get(cfg.method)
         self.device = resolve_device(cfg.device)
         self.dist = distributed.setup(self.device.type)
-        if self.device.type == "cuda" and self.dist.enabled:
-            self.device = torch.device(f"cuda:{self.dist.local_rank}")
-            torch.cuda.set_device(self.device)
+        self.device = self.dist.place(self.device)
         if cfg.sync_bn and self.device.type != "cuda":
             raise FlatkdError("sync_bn=true needs CUDA devices (SyncBatchNorm does not run on CPU "
                               "or gloo); valid on CPU: sync_bn=false")
