@@ -96,7 +96,7 @@ def test_student_block_i_receives_the_teachers_block_i_minus_1_output(tmp_path, 
     assert torch.equal(got[1], x)
     for i in (2, 3, 4):
         assert torch.equal(got[i], want[i]), i
-    assert not t.method.nets.modules["projector"].maps            # equal widths: no adapters
+    assert not t.method.nets.modules["projector"].maps            # equal widths: no projectors
 
 
 def block_params(net):
@@ -107,20 +107,26 @@ def block_params(net):
 
 def test_each_groups_loss_reaches_only_its_own_blocks(tmp_path, wide_teacher):
     t = trainer(tmp_path, "stablekd", teacher_ckpt=wide_teacher, teacher_ckpt_model="teacher")
-    s = t.method.nets.modules["student"]
-    adapters = t.method.nets.modules["projector"].maps
-    assert sorted(adapters) == ["down1", "down2", "down3", "up1", "up2", "up3"]   # 16/32/64 vs ×2
+    s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
+    proj = t.method.nets.modules["projector"].maps
+    assert {n: (m.in_channels, m.out_channels) for n, m in proj.items()} == \
+        {"p1": (32, 16), "p2": (64, 32), "p3": (128, 64)}        # teacher ×2 → student widths
+    seen = {}
+    s.stages[1].register_forward_pre_hook(lambda m, a: seen.__setitem__("in2", a[0]))
+    s.stages[0].register_forward_hook(lambda m, a, o: seen.__setitem__("out1", o))
+    te.stages[0].register_forward_hook(lambda m, a, o: seen.__setitem__("t1", o))
     u, x, y = first_batch(t)
     t.method.begin(u)
     terms, logs = t.method.group_losses(x, y, t.method.groups_of(u.spec))
     assert len(terms) == 4 and {"mse1", "mse2", "mse3", "ce", "kd"} <= set(logs)
+    # block 2 consumes P_1(T_1); block 1 is trained to emit exactly that (so they chain)
+    torch.testing.assert_close(seen["in2"], proj["p1"](seen["t1"]))
+    assert logs["mse1"] == pytest.approx(torch.nn.functional.mse_loss(seen["out1"], seen["in2"]).item())
     owned = block_params(s)
-    owned[0] += list(adapters["up1"].parameters())
-    for i in (1, 2):
-        owned[i] += list(adapters[f"down{i}"].parameters()) + list(adapters[f"up{i + 1}"].parameters())
-    owned[3] += list(adapters["down3"].parameters())
+    for i in (1, 2, 3):                       # P_i belongs to the group it feeds (block i + 1)
+        owned[i] += list(proj[f"p{i}"].parameters())
     every = [p for group in owned for p in group]
-    assert len(every) == len(list(s.parameters())) + len(list(adapters.parameters()))
+    assert len(every) == len(list(s.parameters())) + len(list(proj.parameters()))
     for g, term in enumerate(terms):
         grads = torch.autograd.grad(term, every, allow_unused=True, retain_graph=True)
         mine = {id(p) for p in owned[g]}
@@ -128,7 +134,8 @@ def test_each_groups_loss_reaches_only_its_own_blocks(tmp_path, wide_teacher):
             if id(p) in mine:
                 continue
             assert grad is None or not grad.any(), (g, p.shape)
-        assert any(grad is not None and grad.any() for p, grad in zip(every, grads) if id(p) in mine)
+        assert all(grad is not None and grad.any() for p, grad in zip(every, grads)
+                   if id(p) in mine and p.dim() > 1)          # every weight of the group learns
 
 
 def test_one_group_is_vanilla_offline_kd_on_the_same_batch(tmp_path, teacher):
@@ -207,6 +214,18 @@ def test_kd_mse_runs_end_to_end_with_mse_on_every_block(tmp_path, teacher):
     assert loss.item() == pytest.approx(logs["ce"] + logs["kd"] + logs["mse1"] + logs["mse2"]
                                         + logs["mse3"], rel=1e-5)
     assert "recompositions" not in t.method.options()
+
+
+def test_kd_mse_regresses_the_student_to_a_wider_teacher(tmp_path, wide_teacher):
+    t = trainer(tmp_path, "kd-mse", teacher_ckpt=wide_teacher, teacher_ckpt_model="teacher")
+    proj = t.method.nets.modules["projector"].maps
+    assert {n: (m.in_channels, m.out_channels) for n, m in proj.items()} == \
+        {"p1": (16, 32), "p2": (32, 64), "p3": (64, 128)}
+    u, x, y = first_batch(t)
+    t.method.begin(u)
+    loss, logs = t.method.loss(u.role, x, y)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.any() for p in proj.parameters())
 
 
 def test_train_fraction_is_seeded_stratified_and_nested(tmp_path):

@@ -14,13 +14,18 @@ block per later stage, the classifier). The blocks are partitioned into consecut
   (k = 5: 5 → 3 → 2 → 1; k = 4: 4 → 2 → 1). StableKD-k/n runs n + 1 stages, stage c with the
   groups after c recompositions, for ``stablekd.stage_epochs`` epochs each (default the paper's
   ⌊e/(n+1)⌋ each, the rest to the last). A single group is vanilla KD: CE + λ·KL end to end.
-* **Width mismatch** (Table 6): where the student's channels at a block boundary differ from
-  the teacher's, two 1×1 convolutions (training only, never part of the evaluated student)
-  map the student's output to the teacher's width for the MSE and the teacher's feature to the
-  student's width as the next group's input.
+* **Width mismatch** (Table 6): where the student's channels at block boundary i differ from
+  the teacher's, a 1×1 convolution P_i (training only, never part of the evaluated student)
+  maps the teacher's output T_i to the student's width. P_i(T_i) is the next group's input, and
+  — detached — the target of the student block's MSE, so student block i learns to emit what
+  block i + 1 is trained to consume and the blocks chain at inference (a projector on the
+  student's side instead would leave block i + 1 trained on inputs block i never produces).
+  P_i learns only through the groups it feeds.
 
 ``kd-mse`` (Table 4, "KD + MSE"): the ablation without independence — the student runs end to
-end on its own features, with the same MSE on every block output plus CE + λ·KL.
+end on its own features, with an MSE on every block output plus CE + λ·KL; under a width
+mismatch the student's output passes a 1×1 regressor to the teacher's width (FitNets-style),
+since there the projector feeds nothing.
 """
 from __future__ import annotations
 
@@ -68,7 +73,7 @@ def last_group_loss(s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, lam: floa
 
 def block_mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Eq. 6 / 7: mean over all elements of (s − t)² for a student block's output s and the
-    teacher block's output t (both [N, C, H, W], the student's mapped to the teacher's width)."""
+    teacher block's output t (both [N, C, H, W], mapped to one width), t detached."""
     return F.mse_loss(s, t.detach())
 
 
@@ -78,22 +83,20 @@ def conv1x1(c_in: int, c_out: int) -> nn.Module:
 
 
 class Adapters(nn.Module):
-    """Per block boundary i whose widths differ: ``up{i}`` (student → teacher channels, for the
-    MSE) and ``down{i}`` (teacher → student channels, the next group's input)."""
+    """A 1×1 convolution per block boundary i whose widths differ: ``to_student`` = True maps
+    the teacher's output to the student's width (StableKD), False the student's output to the
+    teacher's (kd-mse's regressor); ``map(i, x)`` applies it (identity at equal widths)."""
 
-    def __init__(self, student: list[Block], teacher: list[Block]):
+    def __init__(self, student: list[Block], teacher: list[Block], to_student: bool):
         super().__init__()
         self.maps = nn.ModuleDict()
         for s, t in zip(student[:-1], teacher[:-1]):
             if s.channels != t.channels:
-                self.maps[f"up{s.index}"] = conv1x1(s.channels, t.channels)
-                self.maps[f"down{s.index}"] = conv1x1(t.channels, s.channels)
+                c_in, c_out = (t.channels, s.channels) if to_student else (s.channels, t.channels)
+                self.maps[f"p{s.index}"] = conv1x1(c_in, c_out)
 
-    def up(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return self.maps[f"up{i}"](x) if f"up{i}" in self.maps else x
-
-    def down(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return self.maps[f"down{i}"](x) if f"down{i}" in self.maps else x
+    def map(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.maps[f"p{i}"](x) if f"p{i}" in self.maps else x
 
     def describe(self) -> dict:
         return {name: f"1x1 conv {m.in_channels}->{m.out_channels}" for name, m in self.maps.items()}
@@ -140,11 +143,13 @@ class StableKD(FrozenTeacher):
                               "recompositions, or set stablekd.stage_epochs")
         return lengths
 
+    to_student: bool = True          # projectors map teacher features to the student's width
+
     @classmethod
     def extra(cls, cfg: TrainConfig, student, teacher) -> dict:
         k = block_count(cfg, student, teacher)
-        return {"projector": seeded(cfg.seed + PROJECTOR_SEED_OFFSET,
-                                    lambda: Adapters(split(student, k), split(teacher, k)))}
+        return {"projector": seeded(cfg.seed + PROJECTOR_SEED_OFFSET, lambda: Adapters(
+            split(student, k), split(teacher, k), cls.to_student))}
 
     def __init__(self, cfg, nets, interval_steps):
         super().__init__(cfg, nets, interval_steps)
@@ -177,16 +182,21 @@ class StableKD(FrozenTeacher):
         teacher.train(was)
         return outs
 
+    def mse_pair(self, i: int, s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(student side, target) of block i's MSE at one width: the projected teacher output
+        is both the next group's input and, detached, the target."""
+        return s, self.nets.modules["projector"].map(i, t)
+
     def group_losses(self, x: torch.Tensor, y: torch.Tensor, groups: Groups
                      ) -> tuple[list[torch.Tensor], dict]:
         """Eq. 8 split by group: each group's loss (a list, in order) and float logs."""
-        adapters = self.nets.modules["projector"]
+        projector = self.nets.modules["projector"]
         t_out = self.teacher_outputs(x)
         aligned, sk = self.aligned(groups), self.cfg.stablekd
         terms, logs = [], {}
         for group in groups:
             a = group[0]
-            h = x if a == 1 else adapters.down(a - 1, t_out[a - 1])
+            h = x if a == 1 else projector.map(a - 1, t_out[a - 1])
             term = h.new_zeros(())
             for i in group:
                 h = self.s_blocks[i - 1].run(h)
@@ -195,7 +205,7 @@ class StableKD(FrozenTeacher):
                     term = term + total
                     logs |= {"ce": ce.item(), "kd": kl.item()}
                 elif i in aligned:
-                    mse = block_mse(adapters.up(i, h), t_out[i])
+                    mse = block_mse(*self.mse_pair(i, h, t_out[i]))
                     term = term + mse
                     logs[f"mse{i}"] = mse.item()
             terms.append(term)
@@ -231,7 +241,13 @@ class StableKD(FrozenTeacher):
 class FeatureAlignedKD(StableKD):
     """Table 4's "KD + MSE": vanilla KD plus the MSE on every block output (through the same
     projectors), trained end to end — the student's blocks take the student's own features.
-    Loss CE + λ·KL + Σ_{i<k} MSE(S_i, T_i); one stage of ``epochs``."""
+    Loss CE + λ·KL + Σ_{i<k} MSE(R_i(S_i), T_i), R_i a 1×1 regressor to the teacher's width
+    where widths differ; one stage of ``epochs``."""
+
+    to_student = False
+
+    def mse_pair(self, i, s, t):
+        return self.nets.modules["projector"].map(i, s), t
 
     @classmethod
     def stage_epochs(cls, cfg: TrainConfig) -> list[int]:
