@@ -109,8 +109,9 @@ def test_each_groups_loss_reaches_only_its_own_blocks(tmp_path, wide_teacher):
     t = trainer(tmp_path, "stablekd", teacher_ckpt=wide_teacher, teacher_ckpt_model="teacher")
     s, te = t.method.nets.modules["student"], t.method.nets.modules["teacher"]
     proj = t.method.nets.modules["projector"].maps
-    assert {n: (m.in_channels, m.out_channels) for n, m in proj.items()} == \
+    assert {n: (m[0].in_channels, m[0].out_channels) for n, m in proj.items()} == \
         {"p1": (32, 16), "p2": (64, 32), "p3": (128, 64)}        # teacher ×2 → student widths
+    assert all(isinstance(m[2], torch.nn.ReLU) for m in proj.values())   # stage-like outputs
     seen = {}
     s.stages[1].register_forward_pre_hook(lambda m, a: seen.__setitem__("in2", a[0]))
     s.stages[0].register_forward_hook(lambda m, a, o: seen.__setitem__("out1", o))

@@ -16,8 +16,9 @@ block per later stage, the classifier). The blocks are partitioned into consecut
   ⌊e/(n+1)⌋ each, the rest to the last). A single group is vanilla KD: CE + λ·KL end to end.
 * **Width mismatch** (Table 6): where the student's channels at block boundary i differ from
   the teacher's, a 1×1 convolution P_i (training only, never part of the evaluated student)
-  maps the teacher's output T_i to the student's width. P_i(T_i) is the next group's input, and
-  — detached — the target of the student block's MSE, so student block i learns to emit what
+  (+ BatchNorm + ReLU: normalised and non-negative like a stage output, so the target's scale
+  cannot drift) maps the teacher's output T_i to the student's width. P_i(T_i) is the next
+  group's input and — detached — the target of the student block's MSE, so block i learns to emit what
   block i + 1 is trained to consume and the blocks chain at inference (a projector on the
   student's side instead would leave block i + 1 trained on inputs block i never produces).
   P_i learns only through the groups it feeds.
@@ -77,9 +78,13 @@ def block_mse(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(s, t.detach())
 
 
-def conv1x1(c_in: int, c_out: int) -> nn.Module:
-    """The Table 6 projector: a 1×1 convolution c_in → c_out."""
-    return nn.Conv2d(c_in, c_out, 1)
+def conv1x1(c_in: int, c_out: int, activation: bool) -> nn.Module:
+    """The Table 6 projector: a 1×1 convolution c_in → c_out; with ``activation`` followed by
+    BatchNorm and ReLU, so its output is normalised and non-negative like a stage's output."""
+    if not activation:
+        return nn.Conv2d(c_in, c_out, 1)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
 
 
 class Adapters(nn.Module):
@@ -93,13 +98,17 @@ class Adapters(nn.Module):
         for s, t in zip(student[:-1], teacher[:-1]):
             if s.channels != t.channels:
                 c_in, c_out = (t.channels, s.channels) if to_student else (s.channels, t.channels)
-                self.maps[f"p{s.index}"] = conv1x1(c_in, c_out)
+                self.maps[f"p{s.index}"] = conv1x1(c_in, c_out, activation=to_student)
 
     def map(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return self.maps[f"p{i}"](x) if f"p{i}" in self.maps else x
 
     def describe(self) -> dict:
-        return {name: f"1x1 conv {m.in_channels}->{m.out_channels}" for name, m in self.maps.items()}
+        convs = {name: next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+                 for name, m in self.maps.items()}
+        return {name: f"1x1 conv {c.in_channels}->{c.out_channels}"
+                + (" + BN + ReLU" if len(self.maps[name]._modules) else "")
+                for name, c in convs.items()}
 
 
 def block_count(cfg: TrainConfig, student: nn.Module, teacher: nn.Module) -> int:
