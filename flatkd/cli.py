@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                        "of a checkpoint and write one JSON result.", epilog=EVAL_EPILOG,
                        formatter_class=_Help)
     e.add_argument("--ckpt", required=True, help="checkpoint file written by flatkd train")
-    e.add_argument("--suite", required=True, choices=list(SUITE_CHOICES), help="what to measure")
+    e.add_argument("--suite", required=True, type=_suite_arg, metavar="SUITE",
+                   help="what to measure: " + ", ".join(SUITE_CHOICES)
+                        + ", or a comma-separated list (flatness,robustness)")
     e.add_argument("--model", default="student", choices=["student", "teacher"],
                    help="network of the checkpoint to evaluate")
     e.add_argument("--out", help="result JSON path (default: print to stdout)")
@@ -186,6 +188,17 @@ class _Help(argparse.RawDescriptionHelpFormatter):
                 or action.required:
             return text
         return f"{text} (default: %(default)s)"
+
+
+def _suite_arg(text: str) -> str:
+    """``--suite`` value: a suite, a comma-separated list of suites, or ``all``."""
+    from .evaluator import SUITE_CHOICES
+    for name in text.split(","):
+        if name.strip() not in SUITE_CHOICES or (name.strip() == "all" and text != "all"):
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {name.strip()!r} (choose from "
+                + ", ".join(repr(c) for c in SUITE_CHOICES) + ", or a comma-separated list)")
+    return text
 
 
 def _train(a) -> None:

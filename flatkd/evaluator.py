@@ -127,11 +127,16 @@ def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
 
 
 def suite_names(suite: str) -> list[str]:
+    """The suites ``suite`` names: one name, a comma-separated list (``flatness,robustness``,
+    run in registry order) or ``all`` (every registered suite)."""
     if suite == "all":
         return SUITES.names()
-    if suite not in SUITES:
-        raise FlatkdError(f"unknown suite {suite!r}; valid choices: {', '.join(SUITE_CHOICES)}")
-    return [suite]
+    asked = [s.strip() for s in str(suite).split(",")]
+    for s in asked:
+        if s not in SUITES:
+            raise FlatkdError(f"unknown suite {s!r}; valid choices: {', '.join(SUITE_CHOICES)} "
+                              "(or a comma-separated list of suites)")
+    return [s for s in SUITES.names() if s in asked]
 
 
 def resolve_config(config_file: str | None = None, overrides: dict | None = None) -> EvalConfig:

@@ -23,6 +23,8 @@ BASE = ["train", "--arch", "resnet8", "--dataset", "digits"]
     (BASE + ["--method", "online", "--epochs", "0", "--out", "x"], "epochs must be ≥ 1"),
     (["eval", "--ckpt", "missing.pt", "--suite", "flatness"], "checkpoint not found"),
     (["eval", "--ckpt", "missing.pt", "--suite", "speed"], "choose from 'flatness', 'robustness'"),
+    (["eval", "--ckpt", "missing.pt", "--suite", "flatness,speed"], "invalid choice: 'speed'"),
+    (["eval", "--ckpt", "missing.pt", "--suite", "flatness,robustness"], "checkpoint not found"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, expect, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -87,3 +87,12 @@ def test_bad_settings_raise_and_write_nothing(digits_checkpoint, tmp_path, overr
 def test_unknown_model_names_choices(digits_checkpoint):
     with pytest.raises(FlatkdError, match="valid choices: student, teacher"):
         flatkd.evaluate(digits_checkpoint, "flatness", model="projector", overrides=SMALL)
+
+
+def test_suite_lists():
+    """``--suite a,b`` names several suites (run in registry order); ``all`` every one."""
+    from flatkd.evaluator import SUITE_CHOICES, suite_names
+    assert suite_names("robustness,flatness") == ["flatness", "robustness"]
+    assert sorted(suite_names("all")) == sorted(s for s in SUITE_CHOICES if s != "all")
+    with pytest.raises(FlatkdError, match="unknown suite 'speed'.*comma-separated"):
+        suite_names("flatness,speed")

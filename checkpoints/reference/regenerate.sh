@@ -30,13 +30,13 @@ run_one() {
 }
 # the headline pair: 5 seeds
 for seed in ${SEEDS:-0 1 2 3 4}; do
-  for spec in "online:" "spaced-online:1.5"; do run_one "${spec%%:*}" "${spec#*:}" "$seed" all; done
+  for spec in "online:" "spaced-online:1.5"; do run_one "${spec%%:*}" "${spec#*:}" "$seed" flatness,robustness; done
 done
 # the others: 3 seeds
 for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
   for spec in "baseline:" "self:" "spaced-self:1.0"; do
-    run_one "${spec%%:*}" "${spec#*:}" "$seed" all
+    run_one "${spec%%:*}" "${spec#*:}" "$seed" flatness,robustness
   done
 done
 # Table 4 on digits (spacing as a plug-in): LSKD and CTKD inside online ("w/ KD") vs spaced
@@ -66,6 +66,6 @@ if [ ! -f "$teacher/checkpoint.pt" ]; then
 fi
 for seed in ${SEEDS:-0 1 2}; do
   [ "$seed" -le 2 ] || continue
-  run_one offline "" "$seed" all --set teacher_ckpt="$teacher/checkpoint.pt"
-  run_one constant-ahead 1.5 "$seed" all
+  run_one offline "" "$seed" flatness,robustness --set teacher_ckpt="$teacher/checkpoint.pt"
+  run_one constant-ahead 1.5 "$seed" flatness,robustness
 done
