@@ -14,13 +14,15 @@ scratch=${STUDY_SCRATCH:-$(mktemp -d)}
 mkdir -p "$scratch"
 cat > "$scratch/study-quick.yaml" <<'YAML'
 sharpness:
-  samples: 512
-  average_draws: 10
+  samples: 256
+  average_draws: 5
 pacbayes:
-  draws: 5
+  draws: 3
+  max_evals: 8
 layers:
-  max_iter: 20
-  trace_probes: 10
+  samples: 128
+  max_iter: 10
+  trace_probes: 5
 YAML
 for run in "$ref"/runs/*/; do
   name=$(basename "$run")
