@@ -133,14 +133,16 @@ class Result:
         recorded relative to the repository root resolves from a notebook too), and its file
         name in the result file's folder (a results folder moved with its checkpoints).
         """
-        return self._beside_checkpoint(None)
+        return self.beside_checkpoint(None)
 
     def metrics_file(self) -> Path | None:
         """The ``metrics.csv`` of the run folder the checkpoint was in, searched like
         :meth:`checkpoint_file` (a run whose checkpoint was deleted keeps its history)."""
-        return self._beside_checkpoint("metrics.csv")
+        return self.beside_checkpoint("metrics.csv")
 
-    def _beside_checkpoint(self, name: str | None) -> Path | None:
+    def beside_checkpoint(self, name: str | None) -> Path | None:
+        """File ``name`` of the run folder the checkpoint was in (``None``: the checkpoint
+        itself), searched like :meth:`checkpoint_file`; None when not found."""
         recorded = self.checkpoint.get("path")
         if not recorded:
             return None

@@ -39,7 +39,7 @@ def _run_record(path: str) -> dict:
 
 def run_record(r: Result) -> dict:
     """The run's ``config.yaml`` (``{"config": ..., "derived": ...}``), {} when not found."""
-    path = r._beside_checkpoint("config.yaml")
+    path = r.beside_checkpoint("config.yaml")
     return _run_record(str(path)) if path is not None else {}
 
 
