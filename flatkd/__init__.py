@@ -1,6 +1,6 @@
 """flatkd: train knowledge-distillation models and measure the flatness and robustness they reach.
 
-Python API (SPEC §5b)::
+Python API::
 
     import flatkd
     ck = flatkd.load_checkpoint(path)

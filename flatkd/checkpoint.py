@@ -1,4 +1,4 @@
-"""The flatkd checkpoint (SPEC §4): one file of plain data, loadable with ``weights_only=True``.
+"""The flatkd checkpoint: one file of plain data, loadable with ``weights_only=True``.
 
 Keys: format, version, method, arch, dataset, num_classes, models (name → state_dict),
 architectures (name → ``flatkd.models.create`` kwargs), optim (name → optimizer state),
@@ -160,7 +160,7 @@ class Checkpoint:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Validate and wrap a checkpoint file (SPEC §5b). Raises CheckpointError on anything else."""
+    """Validate and wrap a checkpoint file. Raises CheckpointError on anything else."""
     return Checkpoint(Path(path), read(path))
 
 

@@ -1,4 +1,4 @@
-"""``flatkd.evaluate(path, suite)``: run evaluation suites on a checkpoint → result dict (SPEC §6).
+"""``flatkd.evaluate(path, suite)``: run evaluation suites on a checkpoint → result dict (the result format: README, "Evaluation").
 
 Suites are registered (``SUITES``); ``all`` runs every registered suite. Settings are an
 :class:`EvalConfig` (defaults, then a YAML file, then ``--set`` overrides). The result is

@@ -2,7 +2,7 @@
 
 Every dataset yields ``(image, label)`` with ``image`` a float32 tensor ``[3, H, W]`` in [0, 1]
 and ``label`` a Python ``int``. Normalisation (``spec.mean`` / ``spec.std``) is *not* applied
-here: models hold it as buffers (SPEC §2).
+here: models hold it as buffers.
 """
 from __future__ import annotations
 

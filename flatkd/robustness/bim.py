@@ -56,7 +56,7 @@ def bim_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grid: list[BimS
              dist: DistContext = DistContext()) -> list[dict]:
     """Adversarial accuracy of ``model`` (eval mode) under each BIM setting, via foolbox.
 
-    x: [N, C, H, W] float in [0, 1]; y: [N]. Returns one SPEC §6 row per setting:
+    x: [N, C, H, W] float in [0, 1]; y: [N]. Returns one result row per setting:
     {"attack": "BIM", "epsilon", "stepsize", "steps", "accuracy"} (accuracy a fraction).
     Under ``dist`` each rank attacks its batches (:func:`batch_range`) and the counts are summed
     over the ranks.

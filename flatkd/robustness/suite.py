@@ -59,7 +59,7 @@ def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
                    cfg: RobustnessConfig, seed: int, device: torch.device, batch_size: int,
                    progress: bool, cache_dir: Path, data_root: str | None = None,
                    dist: DistContext = DistContext()) -> dict:
-    """The "robustness" section of the result file (SPEC §6) for ``model`` on the whole split.
+    """The "robustness" section of the result file for ``model`` on the whole split.
 
     Corrupted sets come from (or go to) the cache in ``cache_dir``; the model runs in eval
     mode on ``device`` (its training flag is restored afterwards). Returns

@@ -1,4 +1,4 @@
-"""The paper's robustness tables from result files (SPEC §6): Table 5/12 and Table 13.
+"""The paper's robustness tables from result files: Table 5/12 and Table 13.
 
 Inputs are *groups*: a column-group name (e.g. ``"ResNet-18"``) → a sequence of results whose
 first entry is the reference ("w/o", e.g. online KD) and the others are compared with it

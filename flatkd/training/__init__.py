@@ -1,4 +1,4 @@
-"""Training: ``run(method, arch, dataset, out_dir, ...)`` → checkpoint path (SPEC §3–§5)."""
+"""Training: ``run(method, arch, dataset, out_dir, ...)`` → checkpoint path."""
 from __future__ import annotations
 
 from pathlib import Path
