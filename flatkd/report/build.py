@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 from ..io import write_text
 from . import figures as F
@@ -174,11 +173,13 @@ def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[str]:
 
 
 class _NoBar:
+    """The progress bar of a quiet report: it shows nothing."""
+
     def update(self, n: int = 1) -> None:
-        pass
+        """Count ``n`` finished steps (nothing to show)."""
 
     def close(self) -> None:
-        pass
+        """End the bar (nothing to show)."""
 
 
 def _progress(total: int, show: bool):

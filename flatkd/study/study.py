@@ -100,7 +100,7 @@ def sentences(taus: Sequence[Mapping], confidence: float) -> list[str]:
     text = {
         "tracks": f"Track the generalization gap on this set (the {pct} bootstrap interval of "
                   "Kendall's τ lies above 0: sharper ↔ larger gap): ",
-        "tracks inversely": f"Track the gap inversely (interval below 0: sharper ↔ smaller "
+        "tracks inversely": "Track the gap inversely (interval below 0: sharper ↔ smaller "
                             "gap): ",
         "does not track": f"Do not track the gap on this set (the {pct} interval contains 0): ",
         "constant": "Take one value on this set (τ undefined): ",

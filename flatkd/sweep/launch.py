@@ -144,11 +144,11 @@ class RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except OSError:                    # a file system without flock: go on unguarded
-            pass
+        except OSError as e:
+            if isinstance(e, BlockingIOError):      # another process holds the run
+                os.close(fd)
+                return False
+            # any other error: a file system without flock; go on unguarded
         self.fd = fd
         return True
 

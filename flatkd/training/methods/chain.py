@@ -28,6 +28,8 @@ Pure losses (logits [N, C], labels [N]):
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 import torch.nn.functional as F
 
@@ -76,9 +78,9 @@ class Chain(Method):
     official_rotation = True
 
     @classmethod
+    @abstractmethod
     def chain_specs(cls, cfg: TrainConfig) -> list[tuple[str, str | None, float]]:
         """(name, arch or None = the student's, width) from first teacher to student."""
-        raise NotImplementedError
 
     @classmethod
     def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
@@ -98,8 +100,10 @@ class Chain(Method):
         super().__init__(cfg, nets, interval_steps)
         self.chain = [name for name, _, _ in self.chain_specs(cfg)]
 
+    @abstractmethod
     def distil(self, z, t, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(total, CE, KD) loss of a network with logits ``z`` [N, C] distilled from its
+        predecessor's logits ``t`` [N, C] on labels ``y`` [N]."""
 
     def _logs(self, name: str, total, ce, kd=None) -> dict:
         key = "loss" if name == "student" else f"{name}_loss"
