@@ -22,9 +22,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .results import FAMILIES, GroupKey, Result, group, method_label
-from .tables import (METRICS, SELECTIONS, Histories, _hist, _seeded, _stat_cols, _test_cols,
-                     describe, fmt_stat, gain_verdict, paired_test, to_markdown)
+from .results import FAMILIES, Result
+from .tables import SELECTIONS, Histories, accuracy_table, fmt_stat, to_markdown
 
 #: column → (w/o KD, w/ KD, w/ Ours) methods (the report's KD families); Table 4's three
 #: columns first, in the paper's order.
@@ -41,44 +40,19 @@ COLUMNS = (["column", "dataset", "network", "interval", "selection"]
 
 def table4(results: Iterable[Result], histories: Histories | None = None) -> pd.DataFrame:
     """One row per (column, dataset, network, spaced interval, accuracy selection) that has a
-    w/ KD or w/ Ours run; columns :data:`COLUMNS` (accuracies as fractions, student models)."""
-    metric = METRICS.get("accuracy")
-    groups = {k: v for k, v in group(results).items() if k.model == "student"}
-    rows = []
-    for column, (base_m, kd_m, ours_m) in TABLE4.items():
-        cells = sorted({(k.dataset, k.network) for k in groups if k.method in (kd_m, ours_m)})
-        for dataset, network in cells:
-            def pick(method, interval=None):
-                return groups.get(GroupKey(dataset, network, method, interval, "student"), [])
-            intervals = sorted({k.interval for k in groups if k.method == ours_m
-                                and (k.dataset, k.network) == (dataset, network)}) or [None]
-            base, kd = pick(base_m), pick(kd_m)
-            for s in intervals:
-                ours = pick(ours_m, s) if s is not None else []
-                for sel in SELECTIONS.values():
-                    if sel.families is not None:
-                        continue
-
-                    def fn(r, sel=sel):
-                        return sel.extract(r, _hist(histories, r))
-                    o_st, k_st, b_st = (describe(fn(r) for r in rs) for rs in (ours, kd, base))
-                    if sel.name != "final" and not (o_st or k_st):
-                        continue
-                    test = paired_test(_seeded(ours, fn), _seeded(kd, fn)) if o_st and k_st else None
-                    row = {"column": column, "dataset": dataset, "network": network,
-                           "interval": s, "selection": sel.name}
-                    row |= _stat_cols("wo_kd", b_st) | _stat_cols("w_kd", k_st) | _stat_cols("w_ours", o_st)
-                    row["delta"] = o_st.mean - k_st.mean if o_st and k_st else math.nan
-                    label = method_label(ours_m, s)
-                    missing = "; ".join(f"no {m} results" for m, rs in ((ours_m, ours), (kd_m, kd))
-                                        if not rs)
-                    row |= _test_cols(test, label, kd_m, metric,
-                                      missing + " to compare" if missing else "")
-                    row["verdict"] = (gain_verdict(label, kd_m, f"accuracy ({sel.label})", o_st,
-                                                   k_st, test) if not missing else row["statement"])
-                    row |= {"wo_kd_method": base_m, "w_kd_method": kd_m, "w_ours_method": ours_m}
-                    rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    w/ KD or w/ Ours run; columns :data:`COLUMNS` (accuracies as fractions, student models).
+    The rows of :func:`~flatkd.report.tables.accuracy_table` for these families, in the
+    paper's naming (w/ KD = the family's non-spaced method, w/ Ours = its spaced one)."""
+    df = accuracy_table(results, histories)
+    df = df[df["family"].isin([c.lower() for c in TABLE4])].copy()
+    df = df.rename(columns=lambda c: "w_kd" + c[len("wo_ours"):] if c.startswith("wo_ours_")
+                   else c)
+    df["column"] = df["family"].str.upper()
+    for i, key in enumerate(("wo_kd_method", "w_kd_method", "w_ours_method")):
+        df[key] = df["column"].map(lambda c, i=i: TABLE4[c][i])
+    order = {c: i for i, c in enumerate(TABLE4)}
+    df = df.sort_values("column", key=lambda col: col.map(order), kind="stable")
+    return df.reset_index(drop=True).reindex(columns=COLUMNS)
 
 
 def table4_display(df: pd.DataFrame) -> pd.DataFrame:
