@@ -340,3 +340,10 @@ def test_dkd_and_at_train_the_student_only(tmp_path, wide_teacher):
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert set(t.optimizers) == {"student"} and t.opt_steps == {"student": 4}
         assert load(t.ckpt_path).raw["state"]["options"]["teacher"]["width"] == 2.0
+
+
+def test_stage_index_of_an_epoch():
+    """The one mapping epoch → stage used by the loop's lr schedule and by the methods."""
+    from flatkd.training.methods.base import stage_index
+    assert [stage_index([2, 1, 3], e) for e in range(1, 8)] == [0, 0, 1, 2, 2, 2, 2]
+    assert stage_index([0, 2], 1) == 1 and stage_index([4], 9) == 0

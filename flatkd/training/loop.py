@@ -31,6 +31,7 @@ from .config import TrainConfig
 from . import distributed
 from .compile_compat import compile_network
 from .methods import METHODS, Method, Update
+from .methods.base import stage_index
 
 CHECKPOINT_NAME = "checkpoint.pt"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,7 +53,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def interval_steps(interval_epochs: float, n_batches: int) -> int:
-    """Space interval in optimizer steps: floor(s × batches_per_epoch) (SPEC §3)."""
+    """Space interval in optimizer steps: floor(s × batches_per_epoch), as the official code."""
     return int(math.floor(interval_epochs * n_batches + 1e-9))
 
 
@@ -162,16 +163,11 @@ class Trainer:
             return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
-    def stage_at(self, step: int) -> int:
-        """The 0-based stage holding global data step ``step`` (1-based)."""
-        epoch = (step - 1) // self.bpe          # epochs done before the step
-        return max(c for c, start in enumerate(self.stage_starts) if start <= epoch)
-
     def lr_at(self, step: int) -> float:
         """Learning rate at global data step ``step`` (1-based), restarted at each stage:
         warm-up then constant or cosine, or the triangular2 cycle of the stage."""
         o = self.cfg.optim
-        stage = self.stage_at(step)
+        stage = stage_index(self.stage_epochs, (step - 1) // self.bpe + 1)
         length = self.stage_epochs[stage]
         progress = (step - 1 - self.stage_starts[stage] * self.bpe) / self.bpe   # epochs done in the stage
         if o.schedule == "triangular2":

@@ -7,6 +7,8 @@ buffer specs and emit the replays when the interval is full (paper Alg. 2 / Alg.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,6 +33,12 @@ class Networks:
     modules: dict[str, nn.Module]
     optimizers: dict[str, list[str]]
     architectures: dict[str, dict]        # evaluable name → flatkd.models.create kwargs
+
+
+def stage_index(lengths: list[int], epoch: int) -> int:
+    """0-based stage holding 1-based ``epoch`` when the stages last ``lengths`` epochs in
+    order (the last stage for an epoch past the end)."""
+    return min(bisect.bisect_left(list(itertools.accumulate(lengths)), epoch), len(lengths) - 1)
 
 
 class Method(ABC):
@@ -65,12 +73,7 @@ class Method(ABC):
 
     def stage_of(self, spec: BatchSpec) -> int:
         """The 0-based stage of batch ``spec`` (see :meth:`stage_epochs`)."""
-        end = 0
-        for stage, length in enumerate(self.stage_epochs(self.cfg)):
-            end += length
-            if spec.epoch <= end:
-                return stage
-        return stage
+        return stage_index(self.stage_epochs(self.cfg), spec.epoch)
 
     def begin(self, update: Update) -> None:
         """Called by the loop right before ``loss`` for ``update``. A method whose loss depends on
