@@ -14,7 +14,7 @@ def test_defaults_are_valid_and_documented_values():
     h.validate()
     p.validate()
     assert (h.samples, h.top_k, h.backend, h.trace_estimator, h.bn_mode) == \
-        (256, 5, "native", "deflated", "eval")
+        (256, 5, "native", "auto", "eval")
     assert p.sigmas[0] == 0.0 and p.mode == "absolute" and p.data == "hessian"
 
 
@@ -22,7 +22,7 @@ def test_defaults_are_valid_and_documented_values():
     ("top_k", 0, ">= 1"),
     ("samples", -3, ">= 1"),
     ("backend", "scipy", "native, pyhessian"),
-    ("trace_estimator", "lanczos", "deflated, hutch++, hutchinson, xtrace"),
+    ("trace_estimator", "lanczos", "auto, deflated, gauss-newton, hutch++, hutchinson, xtrace"),
     ("bn_mode", "frozen", "eval, train"),
     ("trace_hvps", 2, ">= 6"),
     ("density_width", 0.0, "> 0"),

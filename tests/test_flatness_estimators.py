@@ -245,24 +245,6 @@ def test_stderr_coverage_on_exact_hessians(exact, name, net, budget):
     assert covered >= 0.9
 
 
-# --- exact reference for piecewise-linear nets ------------------------------------------------
-
-def test_gauss_newton_trace_is_the_hessian_trace_of_a_relu_net_only():
-    """ReLU + BatchNorm(eval) net: tr(H) = tr(GGN) exactly (the residual has a zero diagonal);
-    the tanh MLP: they differ (the reference must not be used there)."""
-    from flatkd.flatness.data import first_samples
-    from flatkd.flatness.reference import gauss_newton_trace
-
-    from flatness_nets import N, conv_bn, dataset, mlp
-
-    x, y = dataset().tensors
-    data = first_samples(torch.utils.data.TensorDataset(x.double(), y), N, 10, CPU)
-    relu = gauss_newton_trace(conv_bn().double(), data)
-    assert relu == pytest.approx(float(torch.trace(exact_spectrum("conv_bn")[0])), rel=1e-12)
-    tanh = gauss_newton_trace(mlp().double(), data)
-    assert abs(tanh - float(torch.trace(exact_spectrum("mlp")[0]))) > 0.1 * abs(tanh)
-
-
 def test_xtrace_prefixes_of_one_run_are_the_smaller_budgets():
     """The benchmark evaluates budgets on nested prefixes of one XTrace run: same numbers."""
     from flatkd.flatness.trace import xtrace_from_products

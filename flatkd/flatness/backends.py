@@ -21,7 +21,7 @@ from .hvp import HessianOperator
 from .lanczos import top_eigen_run, top_from_run
 from .pyhessian_compat import PyHessian
 from .state import preserved, set_bn_mode
-from .trace import TRACE_ESTIMATORS, rademacher
+from .trace import TRACE_ESTIMATORS, rademacher, resolve_estimator
 
 Backend = Callable[..., dict]
 HESSIAN_BACKENDS: Registry[Backend] = Registry("hessian backend")
@@ -47,13 +47,12 @@ def _section(cfg: HessianConfig, n: int, backend: str, trace: dict, top: list[fl
             "trace_estimator": estimator, **extra}
 
 
-def planned_products(cfg: HessianConfig, dim: int, run_steps: int) -> int:
+def planned_products(cfg: HessianConfig, estimator: str, dim: int, run_steps: int) -> int:
     """Hessian-vector products the native backend spends once its shared Lanczos run has
     ``run_steps`` steps: the run, the trace estimator's own products and the extra SLQ probes
     (each at most min(slq_steps, P) steps; fewer only if a Krylov space is exhausted)."""
-    estimator = TRACE_ESTIMATORS.get(cfg.trace_estimator)
-    return run_steps + estimator.products_after(cfg.trace_hvps, run_steps, dim) \
-        + (cfg.slq_probes - 1) * min(cfg.slq_steps, dim)
+    own = TRACE_ESTIMATORS.get(estimator).products_after(cfg.trace_hvps, run_steps, dim)
+    return run_steps + own + (cfg.slq_probes - 1) * min(cfg.slq_steps, dim)
 
 
 @HESSIAN_BACKENDS.register("native")
@@ -68,15 +67,18 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
     15, projected probes; the run goes on while a step lowers the trace's variance more than a
     probe would; the trace's n_hvp counts the shared steps). The start vector is independent of
     the probes: unbiased. The progress bar's total is the planned number of products, exact once
-    the shared run has ended.
+    the shared run has ended. ``trace_estimator=auto`` is resolved on the model first
+    (:func:`~flatkd.flatness.trace.resolve_estimator`: the exact ``gauss-newton`` trace for
+    piecewise-linear networks, which spends no products, else ``deflated``).
     """
-    estimator = TRACE_ESTIMATORS.get(cfg.trace_estimator)
     with preserved(model):
         set_bn_mode(model, cfg.bn_mode)
+        name = resolve_estimator(cfg.trace_estimator, model)
+        estimator = TRACE_ESTIMATORS.get(name)
         with HessianOperator(model, batches,
                              cache_graphs=len(batches.share) <= cfg.graph_cache_samples) as op:
             guess = min(max(cfg.slq_steps, cfg.top_k + 2), op.dim)
-            with tqdm(total=planned_products(cfg, op.dim, guess), desc="hessian-vector products",
+            with tqdm(total=planned_products(cfg, name, op.dim, guess), desc="hessian-vector products",
                       disable=not progress, leave=False) as bar:
                 def matvec(v: torch.Tensor) -> torch.Tensor:
                     bar.update(1)
@@ -89,11 +91,12 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
                                     tol=cfg.tol, max_iter=cfg.max_iter, generator=gen,
                                     min_steps=cfg.slq_steps, extend=extend,
                                     extend_max=cfg.trace_hvps if extend else 0)
-                bar.total = planned_products(cfg, op.dim, run.n_matvec)
+                bar.total = planned_products(cfg, name, op.dim, run.n_matvec)
                 bar.refresh()
                 eig = top_from_run(run, cfg.top_k, op.dim, cfg.tol)
                 trace = estimator(matvec, op.dim, cfg.trace_hvps,
-                                  generator=_generator(seed, "trace"), shared=run, **common)
+                                  generator=_generator(seed, "trace"), shared=run, operator=op,
+                                  **common)
                 nodes, weights, density_hvp = slq_nodes(
                     matvec, op.dim, cfg.slq_probes - 1, cfg.slq_steps,
                     generator=_generator(seed, "density"), **common)
@@ -103,7 +106,7 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
     grid, values = gaussian_density([first[0]] + nodes, [first[1]] + weights, cfg.density_grid,
                                     cfg.density_width)
     return _section(cfg, batches.n, "native", trace.as_dict(), eig.values, grid, values,
-                    cfg.trace_estimator, {"lanczos_steps": run.n_matvec,
+                    name, {"lanczos_steps": run.n_matvec,
                                           "eigen_converged": eig.converged,
                                           "n_hvp_total": op.n_hvp})
 

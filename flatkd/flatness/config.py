@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import FlatkdError
-from .trace import TRACE_ESTIMATORS
+from .trace import estimator_choices
 
 BACKENDS = ("native", "pyhessian")
 BN_MODES = ("eval", "train")
@@ -43,15 +43,19 @@ class HessianConfig:
     top_k: number of largest (algebraic) eigenvalues reported (default 5).
     backend: ``native`` (Lanczos / variance-reduced trace / SLQ, default) or ``pyhessian``
         (the community package, wrapped; power iteration + Hutchinson).
-    trace_estimator: ``deflated`` (default: exact trace of the Krylov subspace of the Lanczos run
-        shared with the eigenvalues and density — extended while a Lanczos step lowers the
-        variance more than a probe would — + Hutchinson on its orthogonal complement),
-        ``xtrace`` (Epperly, Tropp & Webber 2024; jackknife standard error), ``hutch++``
-        (Meyer et al. 2021) or ``hutchinson`` (Rademacher probes). Native backend only; the
-        pyhessian backend always uses Hutchinson.
+    trace_estimator: ``auto`` (default: ``gauss-newton`` for piecewise-linear networks — ReLU
+        convnets with BatchNorm in eval mode, where tr(H) = tr(Gauss–Newton) is computed
+        exactly from per-sample Jacobian rows, C vector-Jacobian products per sample and no
+        Hessian-vector products — else ``deflated``), ``gauss-newton`` (refused for other
+        networks), ``deflated`` (exact trace of the Krylov subspace of the Lanczos run shared
+        with the eigenvalues and density — extended while a Lanczos step lowers the variance
+        more than a probe would — + Hutchinson on its orthogonal complement), ``xtrace``
+        (Epperly, Tropp & Webber 2024; jackknife standard error), ``hutch++`` (Meyer et al.
+        2021) or ``hutchinson`` (Rademacher probes). The result records the estimator used.
+        Native backend only; the pyhessian backend always uses Hutchinson.
     trace_hvps: Hessian-vector products the trace may depend on (default 60; ``deflated``
-        counts the shared Lanczos steps and adds at least 15 probes; the others spend it on top
-        of the shared run).
+        counts the shared Lanczos steps and adds at least 15 probes; ``gauss-newton`` uses
+        none; the others spend it on top of the shared run).
     slq_probes: stochastic Lanczos quadrature start vectors (default 1; the native backend's
         first probe is the shared Lanczos run).
     slq_steps: Lanczos steps per SLQ probe, and the minimum length of the shared run
@@ -75,7 +79,7 @@ class HessianConfig:
     samples: int = 256
     top_k: int = 5
     backend: str = "native"
-    trace_estimator: str = "deflated"
+    trace_estimator: str = "auto"
     trace_hvps: int = 60
     slq_probes: int = 1
     slq_steps: int = 40
@@ -94,8 +98,7 @@ class HessianConfig:
             raise FlatkdError(f"hessian.max_iter must be >= hessian.top_k + 2 = {self.top_k + 2}, "
                               f"got {self.max_iter}")
         _choice("hessian.backend", self.backend, BACKENDS)
-        _choice("hessian.trace_estimator", self.trace_estimator,
-                tuple(TRACE_ESTIMATORS.names()))
+        _choice("hessian.trace_estimator", self.trace_estimator, estimator_choices())
         _choice("hessian.bn_mode", self.bn_mode, BN_MODES)
         if not isinstance(self.trace_hvps, int) or isinstance(self.trace_hvps, bool) \
                 or self.trace_hvps < 6:

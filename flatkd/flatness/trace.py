@@ -1,4 +1,5 @@
-"""Stochastic estimators of tr(H) from Hessian-vector products, each with a standard error.
+"""Estimators of tr(H), each with a standard error: stochastic ones from Hessian-vector
+products, and the exact Gauss–Newton trace of piecewise-linear networks.
 
 Every estimator draws from a local ``torch.Generator`` and is registered in
 :data:`TRACE_ESTIMATORS` as a :class:`TraceEstimator`: the estimate itself, the number of
@@ -16,7 +17,7 @@ float64.
   ω_i probes the rest: t_i = tr(Q_(i)ᵀHQ_(i)) + ω̃_iᵀ(I−Π_i)H(I−Π_i)ω̃_i, with ω̃_i rescaled so
   that ‖(I−Π_i)ω̃_i‖² = P − s + 1 (the paper's "improved" normalisation; unbiased because ω_i is
   rotation-invariant). All s downdates come from Y and Z = HQ (s more products) in closed form.
-  Estimate mean(t_i), stderr std(t_i)/√s (the paper's error estimate).
+  Estimate mean(t_i); stderr by the delete-one jackknife over test vectors (see :func:`xtrace`).
 * ``deflated``: a Lanczos basis Q_m from a Rademacher start (independent of the probes);
   tr(QᵀHQ) = Σ α_j exactly, plus Hutchinson with projected probes on the rest. The split between
   Lanczos steps and probes is chosen from the run alone (so the estimate stays unbiased): with
@@ -26,6 +27,12 @@ float64.
   run: the converged Ritz pairs exactly, the rest as P·‖H(q_1 − Y Yᵀq_1)‖² (q_1 a random unit
   vector). The native backend shares its eigenvalue/density run (``shared``) and lets this rule
   extend it. On a flat spectrum it degrades gracefully to Hutchinson on the complement.
+* ``gauss-newton``: for piecewise-linear networks (ReLU convnets, BatchNorm in eval mode)
+  tr(H) = tr(Gauss–Newton) exactly, computed from per-sample Jacobian rows
+  (:mod:`flatkd.flatness.gauss_newton`): no products, stderr 0. Refused for other networks.
+
+``auto`` (the default of ``hessian.trace_estimator``, :func:`resolve_estimator`) is
+``gauss-newton`` where it is exact and ``deflated`` elsewhere.
 """
 from __future__ import annotations
 
@@ -36,7 +43,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..errors import FlatkdError
 from ..registry import Registry
+from .gauss_newton import gauss_newton_trace, not_piecewise_linear
 from .lanczos import LanczosRun, MatVec, StopRule, lanczos, ritz
 
 MIN_PROBES = 15
@@ -65,9 +74,11 @@ Estimate = Callable[..., TraceEstimate]
 class TraceEstimator:
     """A registered trace estimator.
 
-    ``estimate(matvec, dim, budget, *, generator, dtype, device, shared=None)`` → TraceEstimate
-    (``shared``: a finished Lanczos run from a start vector independent of ``generator``; only
-    ``deflated`` uses it). ``products_after(budget, shared_steps, dim)``: products the estimate
+    ``estimate(matvec, dim, budget, *, generator, dtype, device, shared=None, operator=None)``
+    → TraceEstimate (``shared``: a finished Lanczos run from a start vector independent of
+    ``generator``; only ``deflated`` uses it. ``operator``: the
+    :class:`~flatkd.flatness.hvp.HessianOperator` behind ``matvec``, for its model and samples;
+    only ``gauss-newton`` uses it). ``products_after(budget, shared_steps, dim)``: products the estimate
     spends once a shared run of ``shared_steps`` exists (progress bars plan with it).
     ``krylov(budget, dim)``, if set: a rule ``(alphas, betas, beta_m) → bool``, true while the
     estimator wants the shared run to go on.
@@ -120,8 +131,8 @@ def _mean_stderr(samples: list[float]) -> tuple[float, float]:
 
 def hutchinson(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
                dtype: torch.dtype, device: torch.device,
-               shared: Optional[LanczosRun] = None) -> TraceEstimate:
-    """Plain Hutchinson with ``budget`` Rademacher probes (``shared`` is not used)."""
+               shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
+    """Plain Hutchinson with ``budget`` Rademacher probes (``shared``, ``operator``: not used)."""
     mean, se = _mean_stderr(_hutchinson_samples(matvec, budget, dim, generator, dtype, device))
     return TraceEstimate(mean, se, budget)
 
@@ -134,9 +145,9 @@ TRACE_ESTIMATORS.register("hutchinson")(
 
 def hutchpp(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
             dtype: torch.dtype, device: torch.device,
-            shared: Optional[LanczosRun] = None) -> TraceEstimate:
+            shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
     """Hutch++: a third of the budget sketches, a third computes tr(QᵀHQ), the rest probes
-    (``shared`` is not used)."""
+    (``shared``, ``operator``: not used)."""
     k = min(budget // 3, dim)
     sketch = torch.stack([matvec(rademacher(dim, generator, dtype, device)) for _ in range(k)])
     q, _ = torch.linalg.qr(sketch.double().T)          # [P, k]
@@ -159,8 +170,9 @@ def _xtrace_size(budget: int, dim: int) -> int:
 
 def xtrace(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
            dtype: torch.dtype, device: torch.device,
-           shared: Optional[LanczosRun] = None) -> TraceEstimate:
-    """XTrace with s = ⌊budget/2⌋ Gaussian test vectors (2s products; ``shared`` is not used).
+           shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
+    """XTrace with s = ⌊budget/2⌋ Gaussian test vectors (2s products; ``shared``,
+    ``operator``: not used).
 
     Shapes: Ω, Y = HΩ, Q, Z = HQ are [P, s] in ``dtype``; R = QᵀY, W = QᵀΩ, T = ZᵀΩ and
     H_Q = QᵀZ are s×s float64. Every projector the estimator needs is QQᵀ minus a small part of
@@ -292,8 +304,9 @@ def krylov_pays(alphas: np.ndarray, betas: np.ndarray, beta_m: float, budget: in
 
 def deflated(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
              dtype: torch.dtype, device: torch.device,
-             shared: Optional[LanczosRun] = None) -> TraceEstimate:
-    """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest.
+             shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
+    """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest
+    (``operator``: not used).
 
     The basis is ``shared`` (a finished run from a start vector independent of ``generator``;
     ``budget`` − its steps, at least :data:`MIN_PROBES`, probes follow) or a run of its own from
@@ -329,3 +342,43 @@ TRACE_ESTIMATORS.register("deflated")(
     TraceEstimator(deflated, products_after=_deflated_probes,
                    krylov=lambda budget, dim: (
                        lambda a, b, beta: krylov_pays(a, b, beta, budget, dim))))
+
+
+# --- gauss-newton (exact for piecewise-linear networks) ----------------------------------------
+
+def gauss_newton(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
+                 dtype: torch.dtype, device: torch.device, shared: Optional[LanczosRun] = None,
+                 operator=None) -> TraceEstimate:
+    """tr(H) = tr(GGN) of ``operator``'s model on its samples, exactly (stderr 0, no products;
+    ``matvec``, ``budget``, ``generator`` and ``shared`` are not used). The model must pass
+    :func:`resolve_estimator`'s check (piecewise linear, BatchNorm in eval mode)."""
+    return TraceEstimate(gauss_newton_trace(operator.model, operator.batches), 0.0, 0)
+
+
+TRACE_ESTIMATORS.register("gauss-newton")(
+    TraceEstimator(gauss_newton, products_after=lambda budget, steps, dim: 0))
+
+AUTO = "auto"
+
+
+def estimator_choices() -> tuple[str, ...]:
+    """Valid values of ``hessian.trace_estimator``."""
+    return (AUTO, *TRACE_ESTIMATORS.names())
+
+
+def resolve_estimator(name: str, model) -> str:
+    """The estimator ``name`` stands for on ``model`` (in the mode the Hessian is taken in):
+    ``auto`` → ``gauss-newton`` if the model is piecewise linear (exact trace), else
+    ``deflated``. ``gauss-newton`` on any other model raises FlatkdError naming what breaks
+    linearity and the valid choices."""
+    bad = not_piecewise_linear(model) if name in (AUTO, "gauss-newton") else []
+    if name == AUTO:
+        return "deflated" if bad else "gauss-newton"
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        others = ", ".join(n for n in estimator_choices() if n != "gauss-newton")
+        raise FlatkdError(
+            "hessian.trace_estimator=gauss-newton is exact only for piecewise-linear networks "
+            "(convolutions, linear layers, ReLU, pooling, residual sums, BatchNorm in eval mode); "
+            f"not here: {shown}; valid choices for this model: {others}")
+    return name
