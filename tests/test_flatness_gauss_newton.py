@@ -136,3 +136,41 @@ def test_sharded_over_two_ranks_equals_one_process():
     shares = sorted(n for _, n in out.values())
     assert shares[0] > 0 and sum(shares) == N               # each rank its own samples
     assert all(t == pytest.approx(exact, rel=1e-12) for t, _ in out.values())
+
+
+def test_progress_counts_the_samples_and_the_product_plan_has_no_probes(monkeypatch):
+    """``auto`` on a ReLU/BN net: the products bar plans the shared Lanczos run alone, and the
+    exact trace shows its own bar over the samples."""
+    import flatkd.flatness.backends as backends
+    import flatkd.flatness.gauss_newton as gauss_newton
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, **kw):
+            self.total, self.desc, self.n = total, desc, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def refresh(self):
+            pass
+
+        close = refresh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(backends, "tqdm", Bar)
+    monkeypatch.setattr(gauss_newton, "tqdm", Bar)
+    cfg = HessianConfig(samples=N, top_k=2, slq_steps=8)
+    res = backends.native(conv_bn(), first_samples(dataset(), N, 10, CPU), cfg, seed=0,
+                          progress=True)
+    products, samples = bars
+    assert res["trace_estimator"] == "gauss-newton"
+    assert products.n == products.total == res["n_hvp_total"] == res["lanczos_steps"]
+    assert samples.desc.startswith("gauss-newton") and samples.n == samples.total == N

@@ -94,9 +94,9 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
                 bar.total = planned_products(cfg, name, op.dim, run.n_matvec)
                 bar.refresh()
                 eig = top_from_run(run, cfg.top_k, op.dim, cfg.tol)
-                trace = estimator(matvec, op.dim, cfg.trace_hvps,
-                                  generator=_generator(seed, "trace"), shared=run, operator=op,
-                                  **common)
+                trace = estimator.run(matvec, op, cfg.trace_hvps,
+                                      generator=_generator(seed, "trace"), shared=run,
+                                      progress=progress)
                 nodes, weights, density_hvp = slq_nodes(
                     matvec, op.dim, cfg.slq_probes - 1, cfg.slq_steps,
                     generator=_generator(seed, "density"), **common)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from torchvision.models.resnet import BasicBlock, Bottleneck
+from tqdm.auto import tqdm
 
 from ..models.resnet import CifarResNet, Normalize
 from ..training.distributed import sum_tensors_
@@ -73,8 +74,8 @@ def not_piecewise_linear(model: nn.Module) -> list[str]:
     return bad
 
 
-def gauss_newton_trace(model: nn.Module, batches: Batches, *,
-                       max_values: int = MAX_VALUES) -> float:
+def gauss_newton_trace(model: nn.Module, batches: Batches, *, max_values: int = MAX_VALUES,
+                       progress: bool = False) -> float:
     """tr of the Gauss–Newton matrix of the mean cross-entropy of ``model`` (in the mode it is
     in) on ``batches``, exactly, accumulated in float64; = tr(H) when
     :func:`not_piecewise_linear` is empty (see the module docstring).
@@ -82,6 +83,7 @@ def gauss_newton_trace(model: nn.Module, batches: Batches, *,
     Per sample x_i the C cotangents a_ic [C] give C per-sample gradients J_iᵀa_ic [P]; vmap
     over (sample, class) pairs in chunks of at most ``max_values`` gradient values. Under
     torchrun (``batches.dist``) each rank sums its own samples and the ranks' sums are added.
+    ``progress``: a bar over this rank's samples.
     """
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -95,6 +97,8 @@ def gauss_newton_trace(model: nn.Module, batches: Batches, *,
 
     device = next(iter(params.values())).device
     total = torch.zeros((), dtype=torch.float64, device=device)
+    bar = tqdm(total=len(batches.share), desc="gauss-newton trace (samples)", leave=False,
+               disable=not progress)
     for x, _ in batches:
         with torch.no_grad():
             p = torch.softmax(model(x).double(), dim=1)                          # [b, C]
@@ -103,5 +107,7 @@ def gauss_newton_trace(model: nn.Module, batches: Batches, *,
         chunk = max(1, max_values // (dim * p.shape[1]))
         per_pair = vmap(vmap(row_norm2, in_dims=(None, 0)), in_dims=(0, 0), chunk_size=chunk)
         total += per_pair(x, cot.to(x.dtype)).sum()
+        bar.update(len(x))
+    bar.close()
     sum_tensors_([total], batches.dist)
     return float(total) / batches.n

@@ -74,22 +74,33 @@ Estimate = Callable[..., TraceEstimate]
 class TraceEstimator:
     """A registered trace estimator.
 
-    ``estimate(matvec, dim, budget, *, generator, dtype, device, shared=None, operator=None)``
-    → TraceEstimate (``shared``: a finished Lanczos run from a start vector independent of
-    ``generator``; only ``deflated`` uses it. ``operator``: the
-    :class:`~flatkd.flatness.hvp.HessianOperator` behind ``matvec``, for its model and samples;
-    only ``gauss-newton`` uses it). ``products_after(budget, shared_steps, dim)``: products the estimate
-    spends once a shared run of ``shared_steps`` exists (progress bars plan with it).
-    ``krylov(budget, dim)``, if set: a rule ``(alphas, betas, beta_m) → bool``, true while the
-    estimator wants the shared run to go on.
+    ``estimate(matvec, dim, budget, *, generator, dtype, device, shared=None)`` → TraceEstimate
+    (``shared``: a finished Lanczos run from a start vector independent of ``generator``; only
+    ``deflated`` uses it), or ``None`` for an estimator that needs no products but the model:
+    ``exact(model, batches, *, progress)`` → tr(H) (``gauss-newton``).
+    ``products_after(budget, shared_steps, dim)``: products the estimate spends once a shared run
+    of ``shared_steps`` exists (progress bars plan with it). ``krylov(budget, dim)``, if set: a
+    rule ``(alphas, betas, beta_m) → bool``, true while the estimator wants the shared run to go
+    on.
     """
 
-    estimate: Estimate
+    estimate: Optional[Estimate]
     products_after: Callable[[int, int, int], int]
     krylov: Optional[Callable[[int, int], StopRule]] = None
+    exact: Optional[Callable[..., float]] = None
 
     def __call__(self, matvec: MatVec, dim: int, budget: int, **kw) -> TraceEstimate:
         return self.estimate(matvec, dim, budget, **kw)
+
+    def run(self, matvec: MatVec, operator, budget: int, *, generator: torch.Generator,
+            shared: Optional[LanczosRun], progress: bool) -> TraceEstimate:
+        """The estimate for the Hessian of ``operator`` (a
+        :class:`~flatkd.flatness.hvp.HessianOperator`, products through ``matvec``)."""
+        if self.exact is not None:
+            return TraceEstimate(self.exact(operator.model, operator.batches, progress=progress),
+                                 0.0, 0)
+        return self.estimate(matvec, operator.dim, budget, generator=generator,
+                             dtype=operator.dtype, device=operator.device, shared=shared)
 
 
 TRACE_ESTIMATORS: Registry[TraceEstimator] = Registry("trace estimator")
@@ -131,8 +142,8 @@ def _mean_stderr(samples: list[float]) -> tuple[float, float]:
 
 def hutchinson(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
                dtype: torch.dtype, device: torch.device,
-               shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
-    """Plain Hutchinson with ``budget`` Rademacher probes (``shared``, ``operator``: not used)."""
+               shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """Plain Hutchinson with ``budget`` Rademacher probes (``shared`` is not used)."""
     mean, se = _mean_stderr(_hutchinson_samples(matvec, budget, dim, generator, dtype, device))
     return TraceEstimate(mean, se, budget)
 
@@ -145,9 +156,9 @@ TRACE_ESTIMATORS.register("hutchinson")(
 
 def hutchpp(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
             dtype: torch.dtype, device: torch.device,
-            shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
+            shared: Optional[LanczosRun] = None) -> TraceEstimate:
     """Hutch++: a third of the budget sketches, a third computes tr(QᵀHQ), the rest probes
-    (``shared``, ``operator``: not used)."""
+    (``shared`` is not used)."""
     k = min(budget // 3, dim)
     sketch = torch.stack([matvec(rademacher(dim, generator, dtype, device)) for _ in range(k)])
     q, _ = torch.linalg.qr(sketch.double().T)          # [P, k]
@@ -170,9 +181,8 @@ def _xtrace_size(budget: int, dim: int) -> int:
 
 def xtrace(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
            dtype: torch.dtype, device: torch.device,
-           shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
-    """XTrace with s = ⌊budget/2⌋ Gaussian test vectors (2s products; ``shared``,
-    ``operator``: not used).
+           shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """XTrace with s = ⌊budget/2⌋ Gaussian test vectors (2s products; ``shared`` is not used).
 
     Shapes: Ω, Y = HΩ, Q, Z = HQ are [P, s] in ``dtype``; R = QᵀY, W = QᵀΩ, T = ZᵀΩ and
     H_Q = QᵀZ are s×s float64. Every projector the estimator needs is QQᵀ minus a small part of
@@ -304,9 +314,8 @@ def krylov_pays(alphas: np.ndarray, betas: np.ndarray, beta_m: float, budget: in
 
 def deflated(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
              dtype: torch.dtype, device: torch.device,
-             shared: Optional[LanczosRun] = None, operator=None) -> TraceEstimate:
-    """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest
-    (``operator``: not used).
+             shared: Optional[LanczosRun] = None) -> TraceEstimate:
+    """Lanczos-deflated Hutchinson: exact Σα over a Krylov basis + probes on the rest.
 
     The basis is ``shared`` (a finished run from a start vector independent of ``generator``;
     ``budget`` − its steps, at least :data:`MIN_PROBES`, probes follow) or a run of its own from
@@ -346,17 +355,8 @@ TRACE_ESTIMATORS.register("deflated")(
 
 # --- gauss-newton (exact for piecewise-linear networks) ----------------------------------------
 
-def gauss_newton(matvec: MatVec, dim: int, budget: int, *, generator: torch.Generator,
-                 dtype: torch.dtype, device: torch.device, shared: Optional[LanczosRun] = None,
-                 operator=None) -> TraceEstimate:
-    """tr(H) = tr(GGN) of ``operator``'s model on its samples, exactly (stderr 0, no products;
-    ``matvec``, ``budget``, ``generator`` and ``shared`` are not used). The model must pass
-    :func:`resolve_estimator`'s check (piecewise linear, BatchNorm in eval mode)."""
-    return TraceEstimate(gauss_newton_trace(operator.model, operator.batches), 0.0, 0)
-
-
 TRACE_ESTIMATORS.register("gauss-newton")(
-    TraceEstimator(gauss_newton, products_after=lambda budget, steps, dim: 0))
+    TraceEstimator(None, products_after=lambda budget, steps, dim: 0, exact=gauss_newton_trace))
 
 AUTO = "auto"
 
