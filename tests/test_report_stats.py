@@ -8,6 +8,7 @@ from scipy import stats
 
 import report_fixtures as fx
 from flatkd.report import load_results
+from flatkd.report import robustness as R
 from flatkd.report import tables as T
 
 
@@ -23,7 +24,7 @@ def _corr(method, corruption, severity):
 
 
 def test_corruption_table_mean_std_and_paired_test_per_cell(results):
-    df = T.corruption_table(results)
+    df = R.corruption_table(results)
     assert set(df["family"]) == {"online", "self"}
     assert len(df) == 2 * len(fx.CORRUPTIONS) * len(fx.SEVERITIES)
     row = df[(df["family"] == "online") & (df["corruption"] == "frost")
@@ -35,7 +36,7 @@ def test_corruption_table_mean_std_and_paired_test_per_cell(results):
     assert row["delta"] == pytest.approx(a.mean() - b.mean())
     assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
     assert row["n_pairs"] == 3 and row["group"] == "digits/resnet8 s=1.5"
-    disp = T.corruption_display(df[df["family"] == "online"])
+    disp = R.corruption_display(df[df["family"] == "online"])
     line = disp[(disp["corruption"] == "frost") & (disp["severity"] == 3)].iloc[0]
     assert line["w/ Ours"] == f"{100 * a.mean():.2f} ± {100 * a.std(ddof=1):.2f}"
     assert line["p (paired t)"] == f"{row['p_value']:.3g}"
@@ -44,7 +45,7 @@ def test_corruption_table_mean_std_and_paired_test_per_cell(results):
 
 
 def test_bim_table_mean_std_and_paired_test_per_epsilon(results):
-    df = T.bim_table(results)
+    df = R.bim_table(results)
     on = df[df["family"] == "online"]
     assert list(on["epsilon_255"]) == [1, 2, 4, 8]
     row = on[on["epsilon_255"] == 4].iloc[0]
@@ -55,7 +56,7 @@ def test_bim_table_mean_std_and_paired_test_per_epsilon(results):
     a, b = bim("spaced-online"), bim("online")
     assert row["w_ours_std"] == pytest.approx(a.std(ddof=1))
     assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
-    disp = T.bim_display(on)
+    disp = R.bim_display(on)
     assert list(disp.columns) == ["", "1/255", "2/255", "4/255", "8/255"]
     assert disp["4/255"].tolist() == [
         f"{100 * b.mean():.2f} ± {100 * b.std(ddof=1):.2f}",
@@ -64,9 +65,9 @@ def test_bim_table_mean_std_and_paired_test_per_epsilon(results):
 
 
 def test_cells_summary_counts_cells(results):
-    df = T.corruption_table(results)
+    df = R.corruption_table(results)
     on = df[df["family"] == "online"]
-    (text,) = T.cells_summary(on, "corruption accuracy", "spaced-online", "online")
+    (text,) = R.cells_summary(on, "corruption accuracy", "spaced-online", "online")
     higher = int((on["delta"] > 0).sum())
     sig_up = int(((on["p_value"] < 0.05) & (on["delta"] > 0)).sum())
     sig_down = int(((on["p_value"] < 0.05) & (on["delta"] < 0)).sum())

@@ -18,6 +18,7 @@ import pandas as pd
 from ..io import write_text
 from . import figures as F
 from . import paper_layouts, stablekd, table4
+from . import robustness as R
 from . import tables as T
 from .measures import measures_section
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
@@ -79,7 +80,7 @@ def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> l
     """Corruption (Tables 5/12) and BIM (Table 13) tables per KD family, mean ± std over seeds
     with a paired t-test per cell; writes their CSV/Markdown, returns the report's Markdown."""
     md = []
-    corr, bim = T.corruption_table(results), T.bim_table(results)
+    corr, bim = R.corruption_table(results), R.bim_table(results)
     constants = F.constants_caption(results)
     for family, (_, plain_m, spaced_m) in FAMILIES.items():
         c, b = corr[corr["family"] == family], bim[bim["family"] == family]
@@ -90,8 +91,8 @@ def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> l
             groups = ", ".join(dict.fromkeys(c["group"]))
             md += [f"## Image corruptions, {family} KD (paper Tables 5 and 12 layout)", "",
                    f"{note} {groups}; {constants}.", "",
-                   _write_table(out, f"corruption_{family}", c, T.corruption_display(c), written)]
-            summary = T.cells_summary(c, "corruption accuracy", spaced_m, plain_m)
+                   _write_table(out, f"corruption_{family}", c, R.corruption_display(c), written)]
+            summary = R.cells_summary(c, "corruption accuracy", spaced_m, plain_m)
             written["summaries"] += summary
             md += [*[f"* {x}" for x in summary], ""]
         if len(b):
@@ -99,9 +100,9 @@ def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> l
             md += [f"## BIM adversarial accuracy, {family} KD (paper Table 13 layout)", "",
                    f"{note} {groups}.", "",
                    _write_table(out, f"bim_{family}", b,
-                                T.bim_display(b, f"w/o Ours ({plain_m})",
+                                R.bim_display(b, f"w/o Ours ({plain_m})",
                                               f"w/ Ours ({spaced_m})"), written)]
-            summary = T.cells_summary(b, "BIM accuracy", spaced_m, plain_m)
+            summary = R.cells_summary(b, "BIM accuracy", spaced_m, plain_m)
             written["summaries"] += summary
             md += [*[f"* {x}" for x in summary], ""]
     return md

@@ -90,7 +90,7 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
             a, b = _stat_row(fn(r) for r in off), _stat_row(fn(r) for r in sp)
             if a["n"] == 0 and b["n"] == 0:
                 continue
-            test = T.paired_test(T._seeded(sp, fn), T._seeded(off, fn)) if a["n"] and b["n"] else None
+            test = T.paired_test(T.seeded(sp, fn), T.seeded(off, fn)) if a["n"] and b["n"] else None
             rows.append({"dataset": dataset, "network": network, "teacher": teacher,
                          "selection": name, **{f"offline_{k}": v for k, v in a.items()},
                          **{f"spaced_{k}": v for k, v in b.items()}, "interval": s,
@@ -110,9 +110,9 @@ def offline_display(df: pd.DataFrame) -> pd.DataFrame:
         "Offline KD": [T.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
         "Spaced KD": [T.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
         "s (epochs)": df["interval"].map(fmt_interval),
-        "Δ (pp)": [T._fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ (pp)": [T.fmt_num(d * 100, "+.2f") for d in df["delta"]],
         "seeds (offline, spaced)": [f"{a}, {b}" for a, b in zip(df["offline_n"], df["spaced_n"])],
-        "p (paired t)": [T._fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (paired t)": [T.fmt_num(p, ".3g") for p in df["p_value"]],
     })
 
 

@@ -1,5 +1,7 @@
 """Tables in the paper's layout: accuracy (Tables 1/2), flatness per method, spaced-vs-counterpart
-tests, corruption (Tables 5/12) and BIM (Table 13) accuracy, accuracy vs interval (Table 6).
+tests, accuracy vs interval (Table 6); the statistics every table shares (:func:`describe`,
+:func:`paired_test`, :func:`fmt_stat`). Corruption and BIM tables over seeds are in
+:mod:`flatkd.report.robustness`.
 
 Every table is built twice: a numeric :class:`pandas.DataFrame` (what the CSV holds and the tests
 check) and a display frame of formatted strings (what the Markdown shows). Across seeds a cell is
@@ -148,7 +150,7 @@ def by_seed(results: Sequence[Result], metric: Metric) -> dict[int, float]:
     return out
 
 
-def _stat_cols(prefix: str, st: Stat | None) -> dict:
+def stat_cols(prefix: str, st: Stat | None) -> dict:
     return {f"{prefix}_mean": st.mean if st else math.nan,
             f"{prefix}_std": st.std if st and st.std is not None else math.nan,
             f"{prefix}_n": st.n if st else 0}
@@ -218,7 +220,7 @@ def _hist(histories: Histories | None, r: Result) -> TrainingHistory | None:
     return (histories or {}).get(r.path)
 
 
-def _seeded(results: Sequence[Result], fn: Callable[[Result], float | None]) -> dict[int, float]:
+def seeded(results: Sequence[Result], fn: Callable[[Result], float | None]) -> dict[int, float]:
     out = {}
     for r in results:
         v = fn(r)
@@ -311,13 +313,13 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                     k_st = describe(fn(r) for r in base)
                     if sel.name != "final" and not (a_st or b_st):
                         continue
-                    test = paired_test(_seeded(spaced, fn), _seeded(plain, fn)) \
+                    test = paired_test(seeded(spaced, fn), seeded(plain, fn)) \
                         if a_st and b_st else None
                     row = {"family": family, "dataset": dataset, "network": network,
                            "interval": s, "selection": sel.name}
-                    row |= _stat_cols("wo_kd", k_st)
-                    row |= _stat_cols("wo_ours", b_st)
-                    row |= _stat_cols("w_ours", a_st)
+                    row |= stat_cols("wo_kd", k_st)
+                    row |= stat_cols("wo_ours", b_st)
+                    row |= stat_cols("w_ours", a_st)
                     row["delta"] = a_st.mean - b_st.mean if a_st and b_st else math.nan
                     missing = "".join(f"no {m} results; " for m, rs in ((spaced_m, spaced),
                                                                           (plain_m, plain))
@@ -355,8 +357,8 @@ def flatness_table(results: Iterable[Result]) -> pd.DataFrame:
             continue
         row = {"dataset": k.dataset, "network": k.network, "method": k.method,
                "interval": k.interval, "model": k.model, "label": k.label}
-        row |= _stat_cols("trace", describe(_trace(r) for r in rs))
-        row |= _stat_cols("top_eig", describe(_top_eig(r) for r in rs))
+        row |= stat_cols("trace", describe(_trace(r) for r in rs))
+        row |= stat_cols("top_eig", describe(_top_eig(r) for r in rs))
         se = [h.get("trace", {}).get("stderr") for h in hs]
         row["trace_stderr"] = float(np.mean(se)) if all(s is not None for s in se) else math.nan
         row["n_samples"] = hs[0].get("n_samples")
@@ -394,7 +396,7 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
                 continue
             row = {"dataset": k.dataset, "network": k.network, "model": k.model, "metric": name,
                    "spaced": k.label, "counterpart": base_key.label}
-            row |= _stat_cols("spaced", a_st) | _stat_cols("base", b_st)
+            row |= stat_cols("spaced", a_st) | stat_cols("base", b_st)
             row["delta"] = a_st.mean - b_st.mean
             test = paired_test(by_seed(spaced, m), by_seed(base, m))
             row |= _test_cols(test, k.label, base_key.label, m)
@@ -406,147 +408,6 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
         "dataset", "network", "model", "metric", "spaced", "counterpart",
         *[f"{p}_{s}" for p in ("spaced", "base") for s in ("mean", "std", "n")],
         "delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict"])
-
-
-# ---------------------------------------------------------------- robustness (Tables 5/12, 13)
-
-def corruption_cells(r: Result) -> dict[tuple, float]:
-    """``{(corruption, severity): accuracy}`` of one result (fractions)."""
-    return {(c["corruption"], int(c["severity"])): float(c["accuracy"])
-            for c in (r.robustness or {}).get("corruptions", [])}
-
-
-def bim_cells(r: Result) -> dict[tuple, float]:
-    """``{(ε,): accuracy}`` of the BIM rows of one result (absolute ε, fractions)."""
-    return {(float(a["epsilon"]),): float(a["accuracy"])
-            for a in (r.robustness or {}).get("adversarial", []) if a.get("attack", "BIM") == "BIM"}
-
-
-def paired_cells_table(results: Iterable[Result], cells: Callable[[Result], Mapping[tuple, float]],
-                       cell_names: Sequence[str]) -> pd.DataFrame:
-    """Spaced vs non-spaced, cell by cell (e.g. per corruption and severity), over seeds.
-
-    One row per (family, dataset, network, interval, cell): ``family, dataset, network,
-    interval, group`` (``"<dataset>/<network> s=<interval>"``), the ``cell_names`` columns,
-    ``wo_ours_*`` (online or self) and ``w_ours_*`` (spaced) with ``_mean/_std/_n``, ``delta``,
-    and the paired t-test columns ``n_pairs, t, p_value, significant``. Student models with
-    values on both sides only; cells in the order the results list them.
-    """
-    groups = {k: v for k, v in group(results).items() if k.model == "student"}
-    rows = []
-    for family, (_, plain_m, spaced_m) in FAMILIES.items():
-        for k, spaced in groups.items():
-            plain = groups.get(GroupKey(k.dataset, k.network, plain_m, None, "student"))
-            if k.method != spaced_m or not plain:
-                continue
-            a_vals = [(r, cells(r)) for r in spaced]
-            b_vals = [(r, cells(r)) for r in plain]
-            order = list(dict.fromkeys(c for _, v in b_vals + a_vals for c in v))
-            for cell in order:
-                def fn_of(vals):
-                    return {r.path: v[cell] for r, v in vals if cell in v}
-                fa, fb = fn_of(a_vals), fn_of(b_vals)
-                a_st = describe(fa.values())
-                b_st = describe(fb.values())
-                if a_st is None or b_st is None:
-                    continue
-                test = paired_test(_seeded(spaced, lambda r: fa.get(r.path)),
-                                   _seeded(plain, lambda r: fb.get(r.path)))
-                row = {"family": family, "dataset": k.dataset, "network": k.network,
-                       "interval": k.interval,
-                       "group": f"{k.dataset}/{k.network} s={fmt_interval(k.interval)}"}
-                row |= dict(zip(cell_names, cell))
-                row |= _stat_cols("wo_ours", b_st) | _stat_cols("w_ours", a_st)
-                row["delta"] = a_st.mean - b_st.mean
-                row |= {"n_pairs": test.n, "t": test.t, "p_value": test.p,
-                        "significant": test.significant}
-                rows.append(row)
-    return pd.DataFrame(rows, columns=[
-        "family", "dataset", "network", "interval", "group", *cell_names,
-        *[f"{p}_{s}" for p in ("wo_ours", "w_ours") for s in ("mean", "std", "n")],
-        "delta", "n_pairs", "t", "p_value", "significant"])
-
-
-def corruption_table(results: Iterable[Result]) -> pd.DataFrame:
-    """Tables 5/12 over seeds: :func:`paired_cells_table` per (corruption, severity)."""
-    return paired_cells_table(results, corruption_cells, ("corruption", "severity"))
-
-
-def bim_table(results: Iterable[Result]) -> pd.DataFrame:
-    """Table 13 over seeds: :func:`paired_cells_table` per BIM ε (``epsilon`` absolute and
-    ``epsilon_255`` in units of 1/255)."""
-    df = paired_cells_table(results, bim_cells, ("epsilon",))
-    df.insert(df.columns.get_loc("epsilon") + 1, "epsilon_255",
-              [round(e * 255, 6) for e in df["epsilon"]])
-    return df
-
-
-def _group_prefix(groups: Sequence[str]) -> Callable[[str, str], str]:
-    """Column naming: the group is named only when a table holds several."""
-    return (lambda g, c: c) if len(groups) == 1 else (lambda g, c: f"{g} {c}")
-
-
-def corruption_display(df: pd.DataFrame) -> pd.DataFrame:
-    """Paper Table 5/12 layout: rows (corruption, severity); per group w/o Ours, w/ Ours (% mean
-    ± std over seeds), Δ (pp) and the paired t-test's p."""
-    groups = list(dict.fromkeys(df["group"]))
-    name = _group_prefix(groups)
-    keys = list(dict.fromkeys(zip(df["corruption"], df["severity"])))
-    out = pd.DataFrame({"corruption": [c for c, _ in keys], "severity": [s for _, s in keys]})
-    for g in groups:
-        d = df[df["group"] == g].set_index(["corruption", "severity"])
-        get = lambda col, k: d[col].get(k, math.nan)   # noqa: E731
-        out[name(g, "w/o Ours")] = [fmt_stat(get("wo_ours_mean", k), get("wo_ours_std", k), 100)
-                                    for k in keys]
-        out[name(g, "w/ Ours")] = [fmt_stat(get("w_ours_mean", k), get("w_ours_std", k), 100)
-                                   for k in keys]
-        out[name(g, "Δ")] = [_fmt_num(get("delta", k) * 100, "+.2f") for k in keys]
-        out[name(g, "p (paired t)")] = [_fmt_num(get("p_value", k), ".3g") for k in keys]
-    return out
-
-
-def bim_display(df: pd.DataFrame, plain: str = "w/o Ours", spaced: str = "w/ Ours"
-                ) -> pd.DataFrame:
-    """Paper Table 13 layout: rows w/o Ours, w/ Ours (% mean ± std over seeds), Δ (pp) and p;
-    one column per ε (× 1/255) and group."""
-    groups = list(dict.fromkeys(df["group"]))
-    name = _group_prefix(groups)
-    cols: dict[str, list[str]] = {"": [plain, spaced, "Δ (pp)", "p (paired t)"]}
-    for g in groups:
-        for _, r in df[df["group"] == g].iterrows():
-            cols[name(g, f"{r['epsilon_255']:g}/255")] = [
-                fmt_stat(r["wo_ours_mean"], r["wo_ours_std"], 100),
-                fmt_stat(r["w_ours_mean"], r["w_ours_std"], 100),
-                _fmt_num(r["delta"] * 100, "+.2f"), _fmt_num(r["p_value"], ".3g")]
-    return pd.DataFrame(cols)
-
-
-def cells_summary(df: pd.DataFrame, what: str, spaced: str, plain: str,
-                  alpha: float = ALPHA) -> list[str]:
-    """One sentence per group of a :func:`paired_cells_table`: in how many cells the spaced
-    mean is higher, and in how many the paired t-test finds a significant difference (each cell
-    tested on its own, no correction for the number of cells)."""
-    out = []
-    for g, d in df.groupby("group", sort=False):
-        n = len(d)
-        higher = int((d["delta"] > 0).sum())
-        sig = d[d["significant"] == True]  # noqa: E712  (None/NaN are not tests)
-        up, down = int((sig["delta"] > 0).sum()), int((sig["delta"] < 0).sum())
-        tested = int(d["significant"].notna().sum())
-        mean_delta = 100 * float(d["delta"].mean())
-        text = (f"{spaced} vs {plain} ({g}), {what}: spaced mean higher in {higher} of {n} "
-                f"cells (mean Δ {mean_delta:+.2f} pp); ")
-        if tested == 0:
-            text += "too few paired seeds for any significance test"
-        else:
-            text += (f"paired t-test (α = {alpha:g}, each cell on its own, no "
-                     f"multiple-comparison correction): significantly higher in {up}, "
-                     f"significantly lower in {down}, NOT significant in {tested - up - down}")
-            if tested < n:
-                text += (f"; {n - tested} cell(s) not testable (identical paired differences, "
-                         "e.g. every seed at the same accuracy, or fewer than 2 paired seeds)")
-        out.append(text)
-    return out
 
 
 # ---------------------------------------------------------------- accuracy vs interval (Table 6)
@@ -592,7 +453,7 @@ def interval_table(results: Iterable[Result], histories: Histories | None = None
                            "selection": name, "method": method, "interval": s}
                     row |= {"mean": st.mean, "std": st.std if st.std is not None else math.nan,
                             "n": st.n}
-                    test = (paired_test(_seeded(rs, fn), _seeded(plain, fn))
+                    test = (paired_test(seeded(rs, fn), seeded(plain, fn))
                             if method == spaced_m and b_st else None)
                     row["delta"] = st.mean - b_st.mean if method == spaced_m and b_st else math.nan
                     row |= {"n_pairs": test.n if test else 0,
@@ -683,7 +544,7 @@ def fmt_stat(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> st
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
-def _fmt_num(x: float, fmt: str) -> str:
+def fmt_num(x: float, fmt: str) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
@@ -696,13 +557,13 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
         "w/o KD": [fmt_stat(m, s, 100) for m, s in zip(df["wo_kd_mean"], df["wo_kd_std"])],
         "w/o Ours": [fmt_stat(m, s, 100) for m, s in zip(df["wo_ours_mean"], df["wo_ours_std"])],
         "w/ Ours": [fmt_stat(m, s, 100) for m, s in zip(df["w_ours_mean"], df["w_ours_std"])],
-        "Δ": [_fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ": [fmt_num(d * 100, "+.2f") for d in df["delta"]],
         "seeds (w/o KD, w/o Ours, w/ Ours)": [
             f"{a}, {b}, {c}" for a, b, c in zip(df["wo_kd_n"], df["wo_ours_n"], df["w_ours_n"])],
-        "p (paired t)": [_fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (paired t)": [fmt_num(p, ".3g") for p in df["p_value"]],
     })
     if df["wo_ours_steps"].notna().any() or df["w_ours_steps"].notna().any():
-        out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{_fmt_num(a, '.0f')}, {_fmt_num(b, '.0f')}"
+        out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{fmt_num(a, '.0f')}, {fmt_num(b, '.0f')}"
                                       for a, b in zip(df["wo_ours_steps"], df["w_ours_steps"])]
     return out
 
@@ -715,7 +576,7 @@ def flatness_display(df: pd.DataFrame) -> pd.DataFrame:
         "top eigenvalue": [fmt_stat(m, s, digits=3) for m, s in zip(df["top_eig_mean"],
                                                                    df["top_eig_std"])],
         "seeds": df["trace_n"],
-        "estimator stderr": [_fmt_num(x, ".2f") for x in df["trace_stderr"]],
+        "estimator stderr": [fmt_num(x, ".2f") for x in df["trace_stderr"]],
         "samples": df["n_samples"], "backend": df["backend"],
     })
 
@@ -729,7 +590,7 @@ def comparison_display(df: pd.DataFrame) -> pd.DataFrame:
         "Spaced": [fmt_stat(m, s, k) for m, s, k in zip(df["spaced_mean"], df["spaced_std"], scale)],
         "Counterpart": [fmt_stat(m, s, k) for m, s, k in zip(df["base_mean"], df["base_std"],
                                                              scale)],
-        "p (paired t)": [_fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (paired t)": [fmt_num(p, ".3g") for p in df["p_value"]],
         "Verdict": df["statement"],
     })
 
