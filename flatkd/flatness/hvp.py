@@ -7,6 +7,10 @@ the sample set is small enough (one product ≈ 2.2–2.5 gradients on a CPU Res
 benchmarks/hessian_vs_pyhessian.py); otherwise it is rebuilt per product and mini-batch
 (bounded memory).
 
+Attention runs its math implementation while graphs for products are built and
+differentiated (:mod:`flatkd.flatness.attention_compat`: the fused kernels have no double
+backward).
+
 Vectors are flat tensors of length P (the number of parameters) in the parameters' dtype,
 in ``model.parameters()`` order. Use inside :func:`flatkd.flatness.state.preserved`.
 
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training.distributed import sum_tensors_
+from .attention_compat import second_order_attention
 from .data import Batches
 
 
@@ -39,8 +44,9 @@ class HessianOperator:
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
         self.n_hvp = 0
-        self._cached = [self._batch_grads(x, y, create_graph=True) for x, y in batches] \
-            if cache_graphs else None
+        with second_order_attention():
+            self._cached = [self._batch_grads(x, y, create_graph=True) for x, y in batches] \
+                if cache_graphs else None
 
     def _batch_grads(self, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool):
         loss = F.cross_entropy(self.model(x), y, reduction="sum") / self.batches.n
@@ -71,13 +77,14 @@ class HessianOperator:
         """H v for a flat vector v [P]; returns a flat vector [P]."""
         vs = self._split(v.to(self.dtype))
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-        if self._cached is not None:
-            for grads in self._cached:
-                total += self._product(grads, vs, retain_graph=True)
-        else:
-            for x, y in self.batches:
-                total += self._product(self._batch_grads(x, y, create_graph=True), vs,
-                                       retain_graph=False)
+        with second_order_attention():
+            if self._cached is not None:
+                for grads in self._cached:
+                    total += self._product(grads, vs, retain_graph=True)
+            else:
+                for x, y in self.batches:
+                    total += self._product(self._batch_grads(x, y, create_graph=True), vs,
+                                           retain_graph=False)
         sum_tensors_([total], self.batches.dist)
         self.n_hvp += 1
         return total

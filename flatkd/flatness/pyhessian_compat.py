@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_compat import second_order_attention
 from .state import preserved
 
 
@@ -97,6 +98,7 @@ class PyHessian:
         from pyhessian import hessian
 
         self._stack.enter_context(preserved(self.model))             # guards 4 and 7 (.grad)
+        self._stack.enter_context(second_order_attention())   # double backward through ViTs
         cuda = self.device.type == "cuda"                               # guard 1
         try:
             if len(self.batches) == 1:
