@@ -1,6 +1,4 @@
 """Checkpoint format (SPEC §4): round trip, refusal of pickle payloads, truncation, resume."""
-import os
-import pickle
 import signal
 import subprocess
 import sys

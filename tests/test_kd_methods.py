@@ -109,7 +109,7 @@ def test_ctkd_temperature_trains_with_the_student_and_ascends_the_kd_loss(tmp_pa
     assert any(p is theta for g in t.optimizers["student"].param_groups for p in g["params"])
     assert all(p is not theta for g in t.optimizers["teacher"].param_groups for p in g["params"])
     # one SGD step on the student's loss moves θ up the soft loss (plain SGD, no momentum)
-    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    x = torch.rand(8, 3, 32, 32)
     t.method.begin(Update("student", "student", BatchSpec(1, 11, tuple(range(8)), 0)))   # λ = 1
     with torch.no_grad():
         teacher_logits = t.method.nets.modules["teacher"](x)
