@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 import report_fixtures as fx
 from flatkd.report import figures as F
+from flatkd.report import robustness_figures as RF
 from flatkd.report import load_results
 from flatkd.report import tables as T
 
@@ -16,8 +17,8 @@ def results(tmp_path_factory):
     return load_results(fx.write_results(tmp_path_factory.mktemp("res")))
 
 
-BUILDERS = [F.perturbation_figure, F.corruption_bars, F.corruption_heatmap, F.density_figure,
-            F.bim_figure]
+BUILDERS = [F.perturbation_figure, RF.corruption_bars, RF.corruption_heatmap, F.density_figure,
+            RF.bim_figure]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
@@ -72,7 +73,7 @@ def test_perturbation_pools_seeds_by_total_variance(results):
 
 
 def test_bim_frame_starts_at_clean_accuracy(results):
-    df = F.bim_frame(results)
+    df = RF.bim_frame(results)
     clean = df[(df["label"] == "online") & (df["epsilon_255"] == 0)]
     assert sorted(clean["accuracy"]) == pytest.approx(sorted(100 * a for a in fx.ACCURACY["online"]))
     assert sorted(df["epsilon_255"].unique()) == pytest.approx([0, 1, 2, 4, 8])
@@ -133,7 +134,7 @@ def test_density_is_one_line_per_method_mean_over_seeds(results):
 
 def test_heatmap_hatches_exactly_the_cells_at_chance_and_names_the_constants(results):
     rule = T.ChanceRule(10, 360)
-    fig = F.corruption_heatmap(results, rule)
+    fig = RF.corruption_heatmap(results, rule)
     marked = {p.get_gid()[len("chance:"):] for p in fig.axes[0].patches
               if (p.get_gid() or "").startswith("chance:")}
     expected = set()
@@ -150,9 +151,9 @@ def test_heatmap_hatches_exactly_the_cells_at_chance_and_names_the_constants(res
     assert expected and marked == expected
     title = fig.get_suptitle()
     assert "cifar-c" in title and "≤ 13.2 %" in title and f"({len(expected)} cells)" in title
-    assert "severity constants: cifar-c" in F.corruption_bars(results).get_suptitle()
+    assert "severity constants: cifar-c" in RF.corruption_bars(results).get_suptitle()
     # the default rule comes from the dataset registry (digits: 10 classes, 360 test images)
-    assert F.chance_rule(results).threshold == pytest.approx(rule.threshold)
+    assert RF.chance_rule(results).threshold == pytest.approx(rule.threshold)
 
 
 def test_interval_figure_draws_counterpart_at_zero(tmp_path):

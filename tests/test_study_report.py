@@ -10,6 +10,7 @@ import pytest
 import report_fixtures as fx
 from flatkd.report import build_report, load_results
 from flatkd.report import figures as F
+from flatkd.report import robustness_figures as RF
 from flatkd.report import measures as M
 from flatkd.robustness.published import BENCHMARK
 from flatkd.study import StudySettings, run_study
@@ -92,11 +93,11 @@ def test_measure_figures_are_written_and_labelled(built):
 def test_attack_figure_has_a_panel_per_attack(built):
     res, _, _ = built
     results = load_results([res])
-    fig = F.bim_figure(results)
+    fig = RF.bim_figure(results)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == ["Adversarial robustness (BIM)", "Adversarial robustness (FGSM)",
                       "Adversarial robustness (PGD)"]
-    df = F.bim_frame(results)
+    df = RF.bim_frame(results)
     assert set(df["attack"]) == {"BIM", "FGSM", "PGD"}
 
 

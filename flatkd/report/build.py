@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 from ..io import write_text
 from . import figures as F
+from . import robustness_figures as RF
 from . import paper_layouts, stablekd, table4
 from . import robustness as R
 from . import tables as T
@@ -81,7 +82,7 @@ def _robustness_tables(results: Sequence[Result], out: Path, written: dict) -> l
     with a paired t-test per cell; writes their CSV/Markdown, returns the report's Markdown."""
     md = []
     corr, bim = R.corruption_table(results), R.bim_table(results)
-    constants = F.constants_caption(results)
+    constants = RF.constants_caption(results)
     for family, (_, plain_m, spaced_m) in FAMILIES.items():
         c, b = corr[corr["family"] == family], bim[bim["family"] == family]
         note = (f"w/o Ours = {plain_m}, w/ Ours = {spaced_m}; accuracy in %, mean ± std over "
@@ -124,14 +125,14 @@ def _figure_jobs(results: Sequence[Result], rules: dict
                          F.density_figure, rs))
         if F.keys_with(rs, "robustness", "corruptions"):
             rule = rules[dataset]
-            consts = F.constants_caption(rs)
+            consts = RF.constants_caption(rs)
             jobs.append((f"corruption_bars_{cell}", f"Accuracy under image corruptions "
-                         f"({consts})", F.corruption_bars, rs))
+                         f"({consts})", RF.corruption_bars, rs))
             jobs.append((f"corruption_heatmap_{cell}", f"Accuracy under image corruptions, "
                          f"heatmap ({consts}; hatched cells: {rule.describe()})",
-                         lambda x, rule=rule: F.corruption_heatmap(x, rule), rs))
+                         lambda x, rule=rule: RF.corruption_heatmap(x, rule), rs))
         if F.keys_with(rs, "robustness", "adversarial"):
-            jobs.append((f"bim_{cell}", "Accuracy under BIM attack vs ε", F.bim_figure, rs))
+            jobs.append((f"bim_{cell}", "Accuracy under BIM attack vs ε", RF.bim_figure, rs))
     return jobs
 
 
@@ -156,7 +157,7 @@ def _rules(results: Sequence[Result], histories: dict) -> dict[str, T.ChanceRule
     for d in sorted({r.dataset for r in results}):
         n_cls = next((h.num_classes for r in results if r.dataset == d
                       for h in [histories.get(r.path)] if h is not None and h.num_classes), None)
-        out[d] = F.chance_rule([r for r in results if r.dataset == d], n_cls)
+        out[d] = RF.chance_rule([r for r in results if r.dataset == d], n_cls)
     return out
 
 

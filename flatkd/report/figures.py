@@ -3,12 +3,8 @@
 * :func:`perturbation_figure` — paper Fig. 4: training loss and accuracy vs the std σ of Gaussian
   noise added to the parameters; one row of panels per KD family, each non-spaced method beside
   its spaced counterpart (baseline for reference), band = ± std (over repeats and seeds).
-* :func:`corruption_bars` / :func:`corruption_heatmap` — accuracy under image corruptions
-  (Tables 5/12 as pictures); the heatmap hatches the cells at chance level.
 * :func:`density_figure` — Hessian eigenvalue density (stochastic Lanczos quadrature), log scale,
   one line per method (mean over seeds) with thin per-seed lines.
-* :func:`bim_figure` — accuracy vs ε (in 1/255 units) per attack (BIM, FGSM, PGD), ε = 0 is
-  the clean accuracy.
 * :func:`training_curves_figure` — student/teacher (and self-KD exit-ensemble) test accuracy per
   epoch, mean ± std over seeds, spaced replays marked; takes plain metric rows.
 * :func:`interval_figure` — accuracy vs spaced interval s (paper Fig. 2 / Table 6).
@@ -17,6 +13,7 @@ Colours are fixed per method (:func:`label_colors`) so a method looks the same i
 non-spaced methods are dashed, the baseline dotted. Figures are built with
 ``matplotlib.figure.Figure`` (no pyplot global state) so they can be made in a loop, in tests and
 in notebooks alike. :func:`save_figure` refuses a figure with an unlabelled or empty axes.
+Corruption and attack figures are in :mod:`flatkd.report.robustness_figures`.
 """
 from __future__ import annotations
 
@@ -29,13 +26,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
-from .results import (COUNTERPART, FAMILIES, GroupKey, Result, dataset_facts, fmt_interval, group,
-                      robustness_constants, sort_keys)
-from .tables import SELECTIONS, ChanceRule
+from .results import COUNTERPART, FAMILIES, GroupKey, Result, fmt_interval, group, sort_keys
+from .tables import SELECTIONS
 
 STYLE = "whitegrid"
 DENSITY_RANGE = 1e-7   # the density plot shows 7 decades below its highest value
@@ -46,9 +41,7 @@ CONTEXT = "notebook"
 METHOD_COLORS = {"baseline": "#4d4d4d", "online": "#0173b2", "spaced-online": "#de8f05",
                  "self": "#029e73", "spaced-self": "#cc78bc"}
 SPARE_COLORS = ("#8c0f5f", "#d55e00", "#ca9161", "#56b4e9", "#1b4f2a", "#949494", "#ece133")
-#: what the corruption severity constants mean, for captions.
-CONSTANTS_TEXT = {"imagenet-c": "imagenet-c (ImageNet-C's parameters, harsher at 32 px)",
-                  "cifar-c": "cifar-c (CIFAR-10-C generator's severity tables)"}
+
 
 
 def label_colors(keys: Iterable[GroupKey]) -> dict[str, str]:
@@ -75,17 +68,17 @@ def method_dashes(method: str) -> str:
     return "--" if method in COUNTERPART.values() else "-"
 
 
-_DASHES = {"-": "", "--": (4, 2), ":": (1, 2)}   # seaborn's dash specs of the line styles
+DASHES = {"-": "", "--": (4, 2), ":": (1, 2)}   # seaborn's dash specs of the line styles
 
 
-def _new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float = 3.8,
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float = 3.8,
                 sharey: bool | str = False) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
 
 
-def _legend_below(fig: Figure, ax, ncol: int | None = None) -> None:
+def legend_below(fig: Figure, ax, ncol: int | None = None) -> None:
     """One figure legend under the axes (readable even with many methods)."""
     handles, labels = ax.get_legend_handles_labels()
     if ax.get_legend() is not None:
@@ -95,7 +88,7 @@ def _legend_below(fig: Figure, ax, ncol: int | None = None) -> None:
                    ncol=ncol or min(len(labels), 3), frameon=False)
 
 
-def _figure_legend(fig: Figure, axes: Iterable, ncol: int | None = None,
+def figure_legend(fig: Figure, axes: Iterable, ncol: int | None = None,
                    order: Sequence[str] = ()) -> None:
     """One legend under the figure with every distinct label of ``axes`` (first handle wins),
     labels named in ``order`` first, in that order."""
@@ -111,7 +104,7 @@ def _figure_legend(fig: Figure, axes: Iterable, ncol: int | None = None,
                    ncol=ncol or min(len(handles), 4), frameon=False)
 
 
-def _title(results: Sequence[Result]) -> str:
+def results_title(results: Sequence[Result]) -> str:
     cells = sorted({(r.dataset, r.network) for r in results})
     return ", ".join(f"{d} / {n}" for d, n in cells)
 
@@ -192,7 +185,7 @@ def perturbation_figure(results: Sequence[Result]) -> Figure:
     sigmas = sorted(df["sigma"].unique())
     xlabel = sigma_label(r for r in results if (r.flatness or {}).get("perturbation"))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(2, len(panels), width=5.4, height=3.6, sharey="col")
+        fig, axes = new_figure(2, len(panels), width=5.4, height=3.6, sharey="col")
         for row, (title, members) in zip(axes, panels):
             for ax, q, ylabel, scale in ((row[0], "loss", "training loss (cross-entropy)", 1.0),
                                          (row[1], "acc", "training accuracy (%)", 100.0)):
@@ -210,107 +203,7 @@ def perturbation_figure(results: Sequence[Result]) -> Figure:
                 ax.set_title(title)
             row[0].legend(loc="upper left", fontsize="small", frameon=True)
         fig.suptitle("Gaussian parameter noise (paper Fig. 4), mean ± std over noise draws "
-                     f"and seeds — {_title(results)}")
-    return fig
-
-
-def corruption_frame(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per (result, corruption, severity): ``label, seed, corruption, severity, accuracy``."""
-    rows = [{"label": k.label, "seed": r.seed, "corruption": c["corruption"],
-             "severity": int(c["severity"]), "accuracy": 100.0 * c["accuracy"]}
-            for k, rs in group(results).items() for r in rs
-            for c in (r.robustness or {}).get("corruptions", [])]
-    return pd.DataFrame(rows, columns=["label", "seed", "corruption", "severity", "accuracy"])
-
-
-def constants_caption(results: Iterable[Result]) -> str:
-    """Which corruption severity constants the results used (from their provenance)."""
-    found = robustness_constants(results)
-    if not found:
-        return "severity constants: none recorded"
-    if len(found) == 1:
-        return f"severity constants: {CONSTANTS_TEXT.get(found[0], found[0])}"
-    return f"severity constants MIXED across results ({', '.join(found)}): not comparable"
-
-
-def chance_rule(results: Sequence[Result], num_classes: int | None = None) -> ChanceRule:
-    """The chance-level rule of the results' dataset (one dataset expected): classes and test
-    size from the dataset registry; ``num_classes`` (e.g. from a checkpoint) when it lacks them."""
-    datasets = {r.dataset for r in results}
-    if len(datasets) != 1:
-        return ChanceRule(None, None)
-    n_cls, n_test = dataset_facts(datasets.pop())
-    return ChanceRule(n_cls or num_classes, n_test)
-
-
-def corruption_bars(results: Sequence[Result]) -> Figure:
-    """Grouped bars: accuracy (%) per corruption, one bar per method, one panel per severity.
-
-    Bar = mean over seeds, error bar = ± std over seeds.
-    """
-    df = corruption_frame(results)
-    sevs = sorted(df["severity"].unique())
-    keys = [k for k in group(results) if k.label in set(df["label"])]
-    labels = [k.label for k in keys]
-    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(len(sevs), width=4.6, height=4.8, sharey=True)
-        for ax, sev in zip(axes[0], sevs):
-            sns.barplot(data=df[df["severity"] == sev], x="corruption", y="accuracy", hue="label",
-                        hue_order=labels, palette=label_colors(keys), errorbar="sd", ax=ax,
-                        err_kws={"linewidth": 1})
-            ax.set_title(f"severity {sev}")
-            ax.set_xlabel("corruption")
-            ax.set_ylabel("test accuracy (%)")
-            ax.tick_params(axis="x", labelrotation=40)
-            for t in ax.get_xticklabels():
-                t.set_horizontalalignment("right")
-        for ax in axes[0][1:]:
-            ax.get_legend().remove()
-        fig.suptitle(f"Accuracy under image corruptions (mean ± std over seeds) — "
-                     f"{_title(results)}\n{constants_caption(results)}")
-        _legend_below(fig, axes[0, 0], ncol=min(len(labels), 5))
-    return fig
-
-
-def corruption_heatmap(results: Sequence[Result], rule: ChanceRule | None = None) -> Figure:
-    """Heatmap of accuracy (%): rows = method, columns = corruption and severity (mean over
-    seeds). Cells at chance level under ``rule`` (default :func:`chance_rule`) are hatched; the
-    title names the rule and the severity constants."""
-    rule = rule or chance_rule(results)
-    df = corruption_frame(results)
-    df["column"] = df["corruption"] + " s" + df["severity"].astype(str)
-    labels = list(dict.fromkeys(df["label"]))
-    order = {c: i for i, c in enumerate(dict.fromkeys(df["corruption"]))}
-    ranked = df.assign(rank=df["corruption"].map(order)).sort_values(["rank", "severity"])
-    cols = list(dict.fromkeys(ranked["column"]))
-    table = df.pivot_table(index="label", columns="column", values="accuracy", aggfunc="mean")
-    table = table.reindex(index=labels, columns=cols)
-    with sns.axes_style("white"), sns.plotting_context(CONTEXT):
-        label_width = 0.11 * max(len(lab) for lab in labels)      # inches for the row labels
-        fig, axes = _new_figure(width=max(7.5, 0.62 * len(cols) + 2.2 + label_width),
-                                height=3.0 + 0.6 * len(labels))
-        ax = axes[0, 0]
-        sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax,
-                    annot_kws={"fontsize": 8}, cbar_kws={"label": "test accuracy (%)"})
-        marked = 0
-        for i, lab in enumerate(table.index):
-            for j, col in enumerate(table.columns):
-                v = table.iat[i, j]
-                if v == v and rule.at_chance(v / 100.0):
-                    ax.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False,
-                                           hatch="//", edgecolor="#ff5a5a", lw=1.2,
-                                           gid=f"chance:{lab}|{col}"))
-                    marked += 1
-        ax.set_xlabel("corruption and severity")
-        ax.set_ylabel("method")
-        ax.tick_params(axis="y", labelrotation=0)
-        ax.tick_params(axis="x", labelrotation=50)
-        for t in ax.get_xticklabels():
-            t.set_horizontalalignment("right")
-        mark = (f"hatched red ({marked} cells): {rule.describe()}" if rule.num_classes
-                else rule.describe())
-        fig.suptitle(f"Accuracy under image corruptions (%), mean over seeds — {_title(results)}"
-                     f"\n{constants_caption(results)}\n{mark}", fontsize="medium")
+                     f"and seeds — {results_title(results)}")
     return fig
 
 
@@ -338,7 +231,7 @@ def density_figure(results: Sequence[Result]) -> Figure:
     grid, mean, seeds = density_frame(results)
     colors = label_colors(mean)
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(width=7.4, height=4.4)
+        fig, axes = new_figure(width=7.4, height=4.4)
         ax = axes[0, 0]
         top = max((float(v.max()) for v in mean.values()), default=1.0)
         floor = top * DENSITY_RANGE
@@ -359,64 +252,9 @@ def density_figure(results: Sequence[Result]) -> Figure:
         ax.set_xlabel("Hessian eigenvalue")
         ax.set_ylabel("spectral density (log scale)")
         seeds_text = f"{counts.pop()} seeds" if len(counts) == 1 else "seeds"
-        ax.set_title(f"Hessian eigenvalue density — {_title(results)}\nthick: mean over "
+        ax.set_title(f"Hessian eigenvalue density — {results_title(results)}\nthick: mean over "
                      f"{seeds_text}; thin: each seed", fontsize="medium")
-        _legend_below(fig, ax, ncol=min(len(mean), 3))
-    return fig
-
-
-ATTACK_ORDER = ("BIM", "FGSM", "PGD")
-
-
-def bim_frame(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per (result, attack, ε): ``label, seed, attack, epsilon_255, accuracy`` (%);
-    ε = 0 is the clean accuracy (repeated for each attack present)."""
-    rows = []
-    for k, rs in group(results).items():
-        for r in rs:
-            rob = r.robustness or {}
-            by_attack: dict[str, list] = {}
-            for a in rob.get("adversarial", []):
-                by_attack.setdefault(a.get("attack", "BIM"), []).append(a)
-            for attack, adv in by_attack.items():
-                if rob.get("clean_accuracy") is not None:
-                    rows.append({"label": k.label, "seed": r.seed, "attack": attack,
-                                 "epsilon_255": 0.0, "accuracy": 100.0 * rob["clean_accuracy"]})
-                rows += [{"label": k.label, "seed": r.seed, "attack": attack,
-                          "epsilon_255": 255.0 * a["epsilon"], "accuracy": 100.0 * a["accuracy"]}
-                         for a in adv]
-    return pd.DataFrame(rows, columns=["label", "seed", "attack", "epsilon_255", "accuracy"])
-
-
-def bim_figure(results: Sequence[Result]) -> Figure:
-    """Accuracy (%) vs ε (× 1/255), one panel per attack present (BIM, then FGSM, PGD); line =
-    mean over seeds, band = ± std over seeds."""
-    df = bim_frame(results)
-    keys = [k for k in group(results) if k.label in set(df["label"])]
-    labels = [k.label for k in keys]
-    present = set(df["attack"])
-    attacks = [a for a in ATTACK_ORDER if a in present] + sorted(present - set(ATTACK_ORDER))
-    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(len(attacks), width=6.4 if len(attacks) == 1 else 5.0,
-                                height=4.4, sharey=True)
-        for ax, attack in zip(axes[0], attacks):
-            d = df[df["attack"] == attack]
-            sns.lineplot(data=d, x="epsilon_255", y="accuracy", hue="label", hue_order=labels,
-                         palette=label_colors(keys), errorbar="sd", marker="o", ax=ax,
-                         style="label", style_order=labels,
-                         dashes={k.label: _DASHES[method_dashes(k.method)] for k in keys})
-            ax.set_xticks(sorted(d["epsilon_255"].unique()))
-            ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
-            ax.set_xlabel(f"{attack} ε (× 1/255, L∞); 0 = clean")
-            ax.set_ylabel("test accuracy (%)")
-            title = f"Adversarial robustness ({attack})"
-            ax.set_title(f"{title} — {_title(results)}\nmean ± std over seeds"
-                         if len(attacks) == 1 else title, fontsize="medium")
-            if ax is not axes[0, 0] and ax.get_legend() is not None:
-                ax.get_legend().remove()
-        if len(attacks) > 1:
-            fig.suptitle(f"Adversarial robustness — {_title(results)}, mean ± std over seeds")
-        _legend_below(fig, axes[0, 0])
+        legend_below(fig, ax, ncol=min(len(mean), 3))
     return fig
 
 
@@ -465,7 +303,7 @@ def training_curves_figure(curves: Sequence[Curve], max_cols: int = 3) -> Figure
     nrows = math.ceil(len(curves) / ncols)
     colors = dict(zip([s[1] for s in CURVE_SERIES], sns.color_palette("colorblind", 3)))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(ncols, nrows, width=4.6, height=3.5, sharey=True)
+        fig, axes = new_figure(ncols, nrows, width=4.6, height=3.5, sharey=True)
         for i, ax in enumerate(axes.flat):
             if i >= len(curves):
                 ax.set_visible(False)
@@ -490,7 +328,7 @@ def training_curves_figure(curves: Sequence[Curve], max_cols: int = 3) -> Figure
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy (%)")
         order = [name for _, name, _, _ in CURVE_SERIES] + ["spaced replay"]
-        _figure_legend(fig, axes.flat, order=order)
+        figure_legend(fig, axes.flat, order=order)
         fig.suptitle("Test accuracy during training")
     return fig
 
@@ -505,7 +343,7 @@ def interval_figure(df: pd.DataFrame, title: str = "") -> Figure:
         raise ValueError("interval_figure needs interval_table rows")
     sels = list(dict.fromkeys(df["selection"]))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
-        fig, axes = _new_figure(len(sels), width=5.6, height=4.0)
+        fig, axes = new_figure(len(sels), width=5.6, height=4.0)
         for ax, sel in zip(axes[0], sels):
             d = df[df["selection"] == sel]
             for fam, f in d.groupby("family", sort=False):
@@ -532,7 +370,7 @@ def interval_figure(df: pd.DataFrame, title: str = "") -> Figure:
             ax.set_xlabel("spaced interval s (epochs)")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"accuracy: {SELECTIONS[sel].label}", fontsize="medium")
-        _figure_legend(fig, axes.flat)
+        figure_legend(fig, axes.flat)
         fig.suptitle(f"Accuracy vs spaced interval (paper Fig. 2 / Table 6), mean ± std over "
                      f"seeds — {title}")
     return fig

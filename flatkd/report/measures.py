@@ -202,7 +202,7 @@ def tau_figure(df: pd.DataFrame, confidence: float) -> Figure:
     """Kendall τ of every measure with the gap (left) and with test accuracy (right), points
     with their bootstrap intervals; 0 marked."""
     with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F._new_figure(2, width=5.0, height=0.32 * len(df) + 1.8, sharey=True)
+        fig, axes = F.new_figure(2, width=5.0, height=0.32 * len(df) + 1.8, sharey=True)
         y = np.arange(len(df))
         for ax, target, title in ((axes[0, 0], "gap", "with the generalization gap"),
                                   (axes[0, 1], "test_accuracy", "with test accuracy")):
@@ -233,7 +233,7 @@ def scatter_figure(study: Mapping, measures: Sequence[str], target: str = "gap")
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
     scale = 100.0 if target in ("gap", "test_accuracy") else 1.0
     with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F._new_figure(len(measures), width=4.2, height=3.8, sharey=True)
+        fig, axes = F.new_figure(len(measures), width=4.2, height=3.8, sharey=True)
         for ax, m in zip(axes[0], measures):
             for lab in labels:
                 pts = [(r["measures"][m], scale * r["targets"][target]) for r in rows
@@ -245,7 +245,7 @@ def scatter_figure(study: Mapping, measures: Sequence[str], target: str = "gap")
             ax.set_xlabel(m)
             ax.set_ylabel({"gap": "generalization gap (train − test acc., pp)",
                            "test_accuracy": "test accuracy (%)"}.get(target, target))
-        F._figure_legend(fig, axes.flat)
+        F.figure_legend(fig, axes.flat)
     return fig
 
 
@@ -267,7 +267,7 @@ def contour_figure(results: Sequence[Result]) -> Figure:
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
     with sns.axes_style("white"), sns.plotting_context(F.CONTEXT):
-        fig, axes = F._new_figure(ncols, nrows, width=4.4, height=3.8)
+        fig, axes = F.new_figure(ncols, nrows, width=4.4, height=3.8)
         for ax, (k, r) in zip(axes.flat, sel.items()):
             s = r.data["landscape"]["2d"]
             a, b = np.asarray(s["alphas"]), np.asarray(s["betas"])
@@ -281,7 +281,7 @@ def contour_figure(results: Sequence[Result]) -> Figure:
             ax.set_title(f"{k.label} (seed {r.seed})", fontsize="medium")
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
-        fig.suptitle(f"Loss landscape, 2-D slices (Li et al. 2018) — {F._title(results)}")
+        fig.suptitle(f"Loss landscape, 2-D slices (Li et al. 2018) — {F.results_title(results)}")
     return fig
 
 
@@ -298,7 +298,7 @@ def slice_figure(results: Sequence[Result]) -> Figure:
     df = pd.DataFrame(rows)
     keys = [k for k in group(results) if k.label in set(df["label"])]
     with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F._new_figure(width=6.4, height=4.4)
+        fig, axes = F.new_figure(width=6.4, height=4.4)
         ax = axes[0, 0]
         sns.lineplot(data=df, x="alpha", y="loss", hue="label",
                      hue_order=[k.label for k in keys], palette=F.label_colors(keys),
@@ -306,9 +306,9 @@ def slice_figure(results: Sequence[Result]) -> Figure:
         ax.set_yscale("log")
         ax.set_xlabel("α (filter-normalised random direction)")
         ax.set_ylabel("training loss (log scale)")
-        ax.set_title(f"Loss landscape, 1-D slices — {F._title(results)}\nmean ± std over seeds "
+        ax.set_title(f"Loss landscape, 1-D slices — {F.results_title(results)}\nmean ± std over seeds "
                      "(one random direction each)", fontsize="medium")
-        F._legend_below(fig, ax)
+        F.legend_below(fig, ax)
     return fig
 
 
@@ -318,7 +318,7 @@ def path_figure(results: Sequence[Result]) -> Figure:
     paths = [(r, r.data["landscape"]["path"]) for r in results
              if (r.data.get("landscape") or {}).get("path")]
     with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F._new_figure(2, width=5.4, height=4.0)
+        fig, axes = F.new_figure(2, width=5.4, height=4.0)
         colors = sns.color_palette("colorblind", len(paths))
         for (r, p), c in zip(paths, colors):
             q = p["partner"]
@@ -335,7 +335,7 @@ def path_figure(results: Sequence[Result]) -> Figure:
             ax.set_xlabel("t (0: this network, 1: partner)")
         bn = sorted({p["bn"] for _, p in paths})
         fig.suptitle(f"Linear paths between checkpoints (BatchNorm statistics: {', '.join(bn)})")
-        F._legend_below(fig, axes[0, 0], ncol=1)
+        F.legend_below(fig, axes[0, 0], ncol=1)
     return fig
 
 
