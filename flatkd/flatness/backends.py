@@ -78,8 +78,8 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
         with HessianOperator(model, batches,
                              cache_graphs=len(batches.share) <= cfg.graph_cache_samples) as op:
             guess = min(max(cfg.slq_steps, cfg.top_k + 2), op.dim)
-            with tqdm(total=planned_products(cfg, name, op.dim, guess), desc="hessian-vector products",
-                      disable=not progress, leave=False) as bar:
+            with tqdm(total=planned_products(cfg, name, op.dim, guess),
+                      desc="hessian-vector products", disable=not progress, leave=False) as bar:
                 def matvec(v: torch.Tensor) -> torch.Tensor:
                     bar.update(1)
                     return op.matvec(v)
@@ -106,9 +106,8 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
     grid, values = gaussian_density([first[0]] + nodes, [first[1]] + weights, cfg.density_grid,
                                     cfg.density_width)
     return _section(cfg, batches.n, "native", trace.as_dict(), eig.values, grid, values,
-                    name, {"lanczos_steps": run.n_matvec,
-                                          "eigen_converged": eig.converged,
-                                          "n_hvp_total": op.n_hvp})
+                    name, {"lanczos_steps": run.n_matvec, "eigen_converged": eig.converged,
+                           "n_hvp_total": op.n_hvp})
 
 
 @HESSIAN_BACKENDS.register("pyhessian")

@@ -12,8 +12,9 @@ residual has a zero diagonal, and (Λ_i = A_iA_iᵀ with column c of A_i = √p_
 Cost: C vector-Jacobian products per sample (batched with ``torch.func.vmap``), about C
 gradients of the sample set, instead of the P Hessian-vector products an exact trace otherwise
 needs — on the digits ResNet-8 (C = 10, N = 128, one thread) 1.8 s, the time of 5.5
-Hessian-vector products (``benchmarks/hessian_vs_pyhessian.py``). Every term is a squared norm, so there is no
-cancellation (the form Σ p‖g_c‖² − ‖Σ p g_c‖² loses digits when p is nearly one-hot).
+Hessian-vector products (``benchmarks/hessian_vs_pyhessian.py``). Every term is a squared norm,
+so there is no cancellation (the form Σ p‖g_c‖² − ‖Σ p g_c‖² loses digits when p is nearly
+one-hot).
 
 It is NOT the Hessian trace for smooth activations (tanh, GELU, softmax attention), weight
 sharing inside one forward, or BatchNorm with batch statistics: there the residual's diagonal

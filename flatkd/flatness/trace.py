@@ -81,13 +81,20 @@ class TraceEstimator:
     ``products_after(budget, shared_steps, dim)``: products the estimate spends once a shared run
     of ``shared_steps`` exists (progress bars plan with it). ``krylov(budget, dim)``, if set: a
     rule ``(alphas, betas, beta_m) → bool``, true while the estimator wants the shared run to go
-    on.
+    on. ``unmet(model)``, if set: why the estimator does not apply to ``model`` in its current
+    mode ([] when it does), with ``requirement`` saying what it needs.
     """
 
     estimate: Optional[Estimate]
     products_after: Callable[[int, int, int], int]
     krylov: Optional[Callable[[int, int], StopRule]] = None
     exact: Optional[Callable[..., float]] = None
+    unmet: Optional[Callable[[object], list[str]]] = None
+    requirement: str = ""
+
+    def problems(self, model) -> list[str]:
+        """Why this estimator does not apply to ``model`` ([] when it does)."""
+        return self.unmet(model) if self.unmet is not None else []
 
     def __call__(self, matvec: MatVec, dim: int, budget: int, **kw) -> TraceEstimate:
         return self.estimate(matvec, dim, budget, **kw)
@@ -356,9 +363,15 @@ TRACE_ESTIMATORS.register("deflated")(
 # --- gauss-newton (exact for piecewise-linear networks) ----------------------------------------
 
 TRACE_ESTIMATORS.register("gauss-newton")(
-    TraceEstimator(None, products_after=lambda budget, steps, dim: 0, exact=gauss_newton_trace))
+    TraceEstimator(None, products_after=lambda budget, steps, dim: 0, exact=gauss_newton_trace,
+                   unmet=not_piecewise_linear,
+                   requirement="is exact only for piecewise-linear networks (convolutions, "
+                               "linear layers, ReLU, pooling, residual sums, BatchNorm in eval "
+                               "mode)"))
 
 AUTO = "auto"
+AUTO_PREFERENCE = ("gauss-newton", "deflated")
+"""What ``auto`` picks: the first of these that applies to the model."""
 
 
 def estimator_choices() -> tuple[str, ...]:
@@ -368,17 +381,16 @@ def estimator_choices() -> tuple[str, ...]:
 
 def resolve_estimator(name: str, model) -> str:
     """The estimator ``name`` stands for on ``model`` (in the mode the Hessian is taken in):
-    ``auto`` → ``gauss-newton`` if the model is piecewise linear (exact trace), else
-    ``deflated``. ``gauss-newton`` on any other model raises FlatkdError naming what breaks
-    linearity and the valid choices."""
-    bad = not_piecewise_linear(model) if name in (AUTO, "gauss-newton") else []
+    ``auto`` → the first of :data:`AUTO_PREFERENCE` that applies. An estimator that does not
+    apply raises FlatkdError naming what is in the way and the valid choices for this model."""
     if name == AUTO:
-        return "deflated" if bad else "gauss-newton"
+        return next(n for n in AUTO_PREFERENCE if not TRACE_ESTIMATORS.get(n).problems(model))
+    estimator = TRACE_ESTIMATORS.get(name)
+    bad = estimator.problems(model)
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        others = ", ".join(n for n in estimator_choices() if n != "gauss-newton")
-        raise FlatkdError(
-            "hessian.trace_estimator=gauss-newton is exact only for piecewise-linear networks "
-            "(convolutions, linear layers, ReLU, pooling, residual sums, BatchNorm in eval mode); "
-            f"not here: {shown}; valid choices for this model: {others}")
+        valid = [AUTO, *(n for n in TRACE_ESTIMATORS.names()
+                         if not TRACE_ESTIMATORS.get(n).problems(model))]
+        raise FlatkdError(f"hessian.trace_estimator={name} {estimator.requirement}; not here: "
+                          f"{shown}; valid choices for this model: {', '.join(valid)}")
     return name
