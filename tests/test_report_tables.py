@@ -9,6 +9,7 @@ from scipy import stats
 import report_fixtures as fx
 from flatkd.errors import FlatkdError
 from flatkd.report import load_results
+from flatkd.report import stats as S
 from flatkd.report import tables as T
 from flatkd.report.results import find_result_files, group, load_result
 
@@ -69,16 +70,16 @@ def test_accuracy_display_is_percent_mean_pm_std(results):
 
 def test_paired_test_pairs_by_seed_and_handles_degenerate_cases():
     a, b = {0: 1.0, 1: 2.0, 2: 4.0, 7: 9.0}, {0: 0.5, 1: 1.0, 2: 3.9}
-    t = T.paired_test(a, b)
+    t = S.paired_test(a, b)
     assert t.n == 3
     assert t.p == pytest.approx(stats.ttest_rel([1.0, 2.0, 4.0], [0.5, 1.0, 3.9]).pvalue)
-    one = T.paired_test({0: 1.0}, {0: 0.5})
+    one = S.paired_test({0: 1.0}, {0: 0.5})
     assert one.significant is None and "too few" in one.statement("a", "b")
-    same = T.paired_test({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})  # differences identical
+    same = S.paired_test({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})  # differences identical
     assert same.significant is None and math.isnan(same.p)
     assert "undefined" in same.statement("a", "b")
-    assert T.describe([3.0]) == T.Stat(3.0, None, 1)
-    assert T.describe([None]) is None
+    assert S.describe([3.0]) == S.Stat(3.0, None, 1)
+    assert S.describe([None]) is None
 
 
 def test_flatness_and_comparison_tables(results):
@@ -222,16 +223,16 @@ def test_verdict_says_whether_the_gain_survives(results):
         f"spaced-online (s=1.5) vs online, accuracy (final): {a.mean():.2f} ± {a.std(ddof=1):.2f}%")
     assert on["verdict"].endswith("the gain survives") and f"p = {on['p_value']:.3g} < 0.05" in on["verdict"]
     assert "NOT significant" in se["verdict"] and se["verdict"].endswith("the gain does not survive")
-    st = T.Stat
+    st = S.Stat
     worse = T.gain_verdict("s", "o", "x", st(0.5, 0.01, 3), st(0.6, 0.01, 3),
-                           T.paired_test({0: .5, 1: .49, 2: .51}, {0: .6, 1: .61, 2: .6}))
+                           S.paired_test({0: .5, 1: .49, 2: .51}, {0: .6, 1: .61, 2: .6}))
     assert worse.endswith("spaced KD is worse here")
     flat = T.gain_verdict("s", "o", "trace", st(1.0, 0.1, 3), st(2.0, 0.1, 3),
-                          T.paired_test({0: 1, 1: 1.1, 2: .9}, {0: 2, 1: 2.2, 2: 1.9}),
+                          S.paired_test({0: 1, 1: 1.1, 2: .9}, {0: 2, 1: 2.2, 2: 1.9}),
                           scale=1.0, unit="", higher_is_better=False)
     assert flat.endswith("the flatness gain survives")
     one = T.gain_verdict("s", "o", "x", st(0.5, None, 1), st(0.4, None, 1),
-                         T.paired_test({0: .5}, {0: .4}))
+                         S.paired_test({0: .5}, {0: .4}))
     assert "too few for a significance test" in one
     comp = T.comparison_table(results)
     tr = comp[(comp["metric"] == "hessian_trace") & (comp["spaced"].str.startswith("spaced-online"))]

@@ -20,6 +20,7 @@ from . import figures as F
 from . import robustness_figures as RF
 from . import paper_layouts, stablekd, table4
 from . import robustness as R
+from . import stats as S
 from . import tables as T
 from .measures import measures_section
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
@@ -165,7 +166,7 @@ def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[str]:
     """The report's answer to "does spaced KD's gain survive?", sentence by sentence."""
     md = ["## Does spaced KD's gain over its counterpart survive?", "",
           "Each sentence is computed from the result files: mean ± std over seeds, Δ and the "
-          f"paired t-test (α = {T.ALPHA:g}).", ""]
+          f"paired t-test (α = {S.ALPHA:g}).", ""]
     md += [f"* {v}" for v in acc["verdict"]]
     flat = comp[comp["metric"] != "accuracy"] if len(comp) else comp
     if len(flat):
@@ -257,7 +258,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     if len(intervals):
         md += ["## Accuracy vs spaced interval (paper Fig. 2 / Table 6 layout)", "",
                "Each spaced interval s against the non-spaced counterpart (s = 0); % mean ± std "
-               f"over seeds; `*`: paired t-test against s = 0 significant at α = {T.ALPHA:g}.",
+               f"over seeds; `*`: paired t-test against s = 0 significant at α = {S.ALPHA:g}.",
                "", _write_table(out, "accuracy_vs_interval", intervals,
                                 T.interval_display(intervals), written), ""]
 
@@ -292,7 +293,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
         md += [f"### Training curves: {len(skipped)} run(s) left out (checkpoint not readable)", "",
                *[f"* {s}" for s in shown], *([f"* … and {more} more"] if more else []), ""]
     bar.close()
-    md += [NOTES.format(alpha=T.ALPHA)]
+    md += [NOTES.format(alpha=S.ALPHA)]
     write_text(written["markdown"], "\n".join(md))
     written["files"] = [written["markdown"], *(f for fs in written["tables"].values() for f in fs),
                         *(f for fs in written["figures"].values() for f in fs)]

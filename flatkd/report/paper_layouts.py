@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
+from . import stats as S
 from . import tables as T
 from .results import Result, fmt_interval
 
@@ -62,7 +63,7 @@ def _students(results, method: str) -> list[Result]:
 
 
 def _stat_row(values) -> dict:
-    st = T.describe(values)
+    st = S.describe(values)
     return {"mean": st.mean if st else math.nan,
             "std": st.std if st and st.std is not None else math.nan, "n": st.n if st else 0}
 
@@ -90,7 +91,7 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
             a, b = _stat_row(fn(r) for r in off), _stat_row(fn(r) for r in sp)
             if a["n"] == 0 and b["n"] == 0:
                 continue
-            test = T.paired_test(T.seeded(sp, fn), T.seeded(off, fn)) if a["n"] and b["n"] else None
+            test = S.paired_test(T.seeded(sp, fn), T.seeded(off, fn)) if a["n"] and b["n"] else None
             rows.append({"dataset": dataset, "network": network, "teacher": teacher,
                          "selection": name, **{f"offline_{k}": v for k, v in a.items()},
                          **{f"spaced_{k}": v for k, v in b.items()}, "interval": s,
@@ -107,12 +108,12 @@ def offline_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "Dataset": df["dataset"], "Student": df["network"], "Teacher": df["teacher"],
         "accuracy": df["selection"].map(lambda n: T.SELECTIONS[n].label),
-        "Offline KD": [T.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
-        "Spaced KD": [T.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
+        "Offline KD": [S.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
+        "Spaced KD": [S.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
         "s (epochs)": df["interval"].map(fmt_interval),
-        "Δ (pp)": [T.fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ (pp)": [S.fmt_num(d * 100, "+.2f") for d in df["delta"]],
         "seeds (offline, spaced)": [f"{a}, {b}" for a, b in zip(df["offline_n"], df["spaced_n"])],
-        "p (paired t)": [T.fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (paired t)": [S.fmt_num(p, ".3g") for p in df["p_value"]],
     })
 
 
@@ -147,7 +148,7 @@ def constant_ahead_display(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, network, selection, method), one column per s (s = 0: online KD)."""
     if df.empty:
         return df
-    cells = df.assign(cell=[f"{T.fmt_stat(m, s, 100)} ({n})"
+    cells = df.assign(cell=[f"{S.fmt_stat(m, s, 100)} ({n})"
                             for m, s, n in zip(df["mean"], df["std"], df["n"])],
                       s=df["interval"].map(lambda s: "s = 0 (online)" if s == 0 else f"s = {s:g}"))
     order = list(dict.fromkeys(cells.sort_values("interval")["s"]))
@@ -198,7 +199,7 @@ def critical_period_display(df: pd.DataFrame) -> pd.DataFrame:
         "Dataset": df["dataset"], "Network": df["network"], "s (epochs)": df["interval"].map(fmt_interval),
         "accuracy": df["selection"].map(lambda n: T.SELECTIONS[n].label), "Spaced KD": df["variant"],
         "start epoch": df["start_epoch"].map(lambda e: "—" if math.isnan(e) else f"{e:g}"),
-        "accuracy (%)": [T.fmt_stat(m, s, 100) for m, s in zip(df["mean"], df["std"])],
+        "accuracy (%)": [S.fmt_stat(m, s, 100) for m, s in zip(df["mean"], df["std"])],
         "seeds": df["n"]})
 
 

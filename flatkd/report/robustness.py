@@ -1,6 +1,6 @@
 """Corruption (Tables 5/12) and BIM (Table 13) accuracy over seeds: spaced vs its non-spaced
 counterpart cell by cell, with paired t-tests, in numeric and display form, and the sentences
-that summarise them (statistics from :mod:`flatkd.report.tables`)."""
+that summarise them (statistics from :mod:`flatkd.report.stats`)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from .results import FAMILIES, GroupKey, Result, fmt_interval, group
-from .tables import ALPHA, describe, fmt_num, fmt_stat, paired_test, seeded, stat_cols
+from .stats import ALPHA, describe, fmt_num, fmt_stat, paired_test, stat_cols
+from .tables import seeded
 
 
 def corruption_cells(r: Result) -> dict[tuple, float]:

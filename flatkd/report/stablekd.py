@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from .results import Result
-from .tables import describe, fmt_stat
+from .stats import describe, fmt_stat
 
 #: method → scheme label; the baselines count only with a teacher some StableKD run uses
 SCHEMES = {"kd-mse": "KD + MSE", "offline": "KD", "dkd": "DKD", "at": "AT"}

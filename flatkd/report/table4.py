@@ -23,7 +23,8 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .results import FAMILIES, Result
-from .tables import SELECTIONS, Histories, accuracy_table, fmt_stat, to_markdown
+from .stats import fmt_stat
+from .tables import SELECTIONS, Histories, accuracy_table, to_markdown
 
 #: column → (w/o KD, w/ KD, w/ Ours) methods (the report's KD families); Table 4's three
 #: columns first, in the paper's order.

@@ -1,13 +1,13 @@
 """Tables in the paper's layout: accuracy (Tables 1/2), flatness per method, spaced-vs-counterpart
-tests, accuracy vs interval (Table 6); the statistics every table shares (:func:`describe`,
-:func:`paired_test`, :func:`fmt_stat`). Corruption and BIM tables over seeds are in
+tests, accuracy vs interval (Table 6). The statistics they share are in
+:mod:`flatkd.report.stats`; corruption and BIM tables over seeds in
 :mod:`flatkd.report.robustness`.
 
 Every table is built twice: a numeric :class:`pandas.DataFrame` (what the CSV holds and the tests
 check) and a display frame of formatted strings (what the Markdown shows). Across seeds a cell is
 ``mean ± std`` (sample std, ddof = 1); a spaced method is compared with its non-spaced counterpart
 (spaced-online ↔ online, spaced-self ↔ self) by a paired t-test over the seeds both have
-(:func:`scipy.stats.ttest_rel`), and the verdict is written out in words.
+(:func:`flatkd.report.stats.paired_test`), and the verdict is written out in words.
 
 Accuracy comes in *selections* (:data:`SELECTIONS`): the final model's clean test accuracy (from
 the robustness suite), the best test accuracy over the training epochs (from the checkpoint's
@@ -22,14 +22,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..registry import Registry
 from .results import (COUNTERPART, FAMILIES, GroupKey, Result, TrainingHistory, fmt_interval,
                       group, method_label)
-
-ALPHA = 0.05
-
+from .stats import (PairedTest, Stat, describe, fmt_num, fmt_stat, paired_test, stat_cols,
+                    unit_suffix)
 
 @dataclass(frozen=True)
 class Metric:
@@ -74,72 +72,6 @@ _register(Metric("top_eigenvalue", "top Hessian eigenvalue", "", 1.0, 2, _top_ei
                  higher_is_better=False))
 
 
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation (ddof = 1; None for one value) of ``n`` values."""
-
-    mean: float
-    std: float | None
-    n: int
-
-
-def describe(values: Iterable[float]) -> Stat | None:
-    """``Stat`` of the finite values, None when there are none."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return None
-    return Stat(float(v.mean()), float(v.std(ddof=1)) if v.size >= 2 else None, int(v.size))
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Paired t-test of ``a − b`` over the seeds both have (``n`` pairs).
-
-    ``t``/``p`` are NaN when undefined (n < 2, or all paired differences equal).
-    ``significant`` is None when no test was possible.
-    """
-
-    n: int
-    mean_diff: float
-    t: float
-    p: float
-    alpha: float
-    significant: bool | None
-
-    def statement(self, a: str, b: str, unit: str = "", scale: float = 1.0,
-                  digits: int = 2) -> str:
-        """One plain sentence with the verdict, e.g. ``"... is NOT significant (p = 0.31 ≥ 0.05)"``."""
-        diff = f"{a} − {b} = {self.mean_diff * scale:+.{digits}f}{_unit(unit, pp=True)}"
-        if self.n < 2:
-            return f"{diff} on {self.n} paired seed(s): too few for a significance test"
-        if self.significant is None:
-            return (f"{diff}: the paired differences are identical over {self.n} seeds, "
-                    "so the t-test is undefined")
-        verdict = "significant" if self.significant else "NOT significant"
-        cmp = "<" if self.significant else "≥"
-        return (f"{diff} is {verdict} (paired t-test over {self.n} seeds, "
-                f"p = {self.p:.3g} {cmp} {self.alpha:g})")
-
-
-def _unit(unit: str, pp: bool = False) -> str:
-    if unit == "%":
-        return " pp" if pp else "%"
-    return f" {unit}" if unit else ""
-
-
-def paired_test(a: Mapping[int, float], b: Mapping[int, float], alpha: float = ALPHA) -> PairedTest:
-    """Paired t-test of ``a[seed] − b[seed]`` over the common seeds (``scipy.stats.ttest_rel``)."""
-    seeds = sorted(set(a) & set(b))
-    x = np.array([a[s] for s in seeds], dtype=float)
-    y = np.array([b[s] for s in seeds], dtype=float)
-    mean_diff = float(np.mean(x - y)) if seeds else math.nan
-    if len(seeds) < 2 or np.allclose(x - y, (x - y)[0], rtol=0, atol=1e-15):
-        return PairedTest(len(seeds), mean_diff, math.nan, math.nan, alpha, None)
-    res = stats.ttest_rel(x, y)
-    return PairedTest(len(seeds), mean_diff, float(res.statistic), float(res.pvalue), alpha,
-                      bool(res.pvalue < alpha))
-
-
 def by_seed(results: Sequence[Result], metric: Metric) -> dict[int, float]:
     """``{seed: value}`` of results that have a seed and a value for ``metric``."""
     out = {}
@@ -148,12 +80,6 @@ def by_seed(results: Sequence[Result], metric: Metric) -> dict[int, float]:
         if r.seed is not None and v is not None:
             out[r.seed] = float(v)
     return out
-
-
-def stat_cols(prefix: str, st: Stat | None) -> dict:
-    return {f"{prefix}_mean": st.mean if st else math.nan,
-            f"{prefix}_std": st.std if st and st.std is not None else math.nan,
-            f"{prefix}_n": st.n if st else 0}
 
 
 def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
@@ -248,14 +174,14 @@ def gain_verdict(spaced: str, plain: str, what: str, a: Stat | None, b: Stat | N
     if a is None or b is None:
         side = spaced if a is None else plain
         return f"{head}: no values for {side}, nothing to compare"
-    u = _unit(unit)
+    u = unit_suffix(unit)
 
     def ms(st: Stat) -> str:
         sd = "" if st.std is None else f" ± {st.std * scale:.{digits}f}"
         return f"{st.mean * scale:.{digits}f}{sd}{u}"
     delta = (a.mean - b.mean) * scale
     body = (f"{head}: {ms(a)} vs {ms(b)} ({a.n} vs {b.n} seeds); "
-            f"Δ = {delta:+.{digits}f}{_unit(unit, pp=True)}")
+            f"Δ = {delta:+.{digits}f}{unit_suffix(unit, pp=True)}")
     if test is None or test.n < 2:
         n = 0 if test is None else test.n
         return (f"{body}; {n} paired seed(s): too few for a significance test, so the data "
@@ -533,19 +459,6 @@ class ChanceRule:
                f"{100 * self.floor:g} pp, test-set size unknown")
         return (f"at chance = mean accuracy ≤ {100 * self.threshold:.1f} % "
                 f"(1/{self.num_classes} + {100 * self.margin:.1f} pp; margin = {how})")
-
-
-def fmt_stat(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
-    """``"97.22 ± 0.48"``; just the mean when std is NaN; ``"—"`` when the mean is NaN."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "—"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
-
-
-def fmt_num(x: float, fmt: str) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
 def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
