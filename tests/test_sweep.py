@@ -362,7 +362,7 @@ def test_slurm_jobs_serialise_and_the_sbatch_script_has_the_sweep_parameters(tmp
     job.dump(tmp_path / "job.pkl")
     back = DelayedSubmission.load(tmp_path / "job.pkl")
     assert back.function is launch.run_job
-    rebuilt = sw.spec.from_record(back.args[0])
+    rebuilt = sw.parse.from_record(back.args[0])
     assert [r.name for r in rebuilt.runs] == [r.name for r in s.runs]
     assert rebuilt.out == s.out and rebuilt.run(back.args[1]).interval == 0.5
     pickle.loads(pickle.dumps(s.record()))

@@ -24,7 +24,8 @@ from ..errors import FlatkdError
 from ..io import writable_target, write_text
 from .launch import (CLUSTERS, LAUNCHERS, Outcome, default_nproc, eval_argv, run_local,
                      sbatch_preview, states, submit, summarize, train_argv)
-from .spec import Run, Sweep, load, preset_names
+from .parse import load
+from .spec import Run, Sweep, preset_names
 
 __all__ = ["CLUSTERS", "LAUNCHERS", "Outcome", "Run", "Sweep", "load", "plan_text",
            "preset_names", "run_sweep"]

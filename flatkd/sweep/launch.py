@@ -333,7 +333,7 @@ def check_slurm_parameters(params: Mapping[str, Any], source: str) -> None:
 
 def run_job(record: Mapping[str, Any], name: str, launcher: str, nproc: int) -> dict:
     """One array task: rebuild the sweep from its record and bring run ``name`` to done."""
-    from .spec import from_record
+    from .parse import from_record
     sweep = from_record(record)
     run = sweep.run(name)
     out = execute(sweep, run, launcher, nproc, say=lambda s: print(s, flush=True))
