@@ -7,12 +7,30 @@ Python API::
     model = ck.build_model("student")
     ds = flatkd.datasets.get("digits", split="train", augment=False)
     result = flatkd.evaluate(path, suite="flatness", overrides={"hessian.samples": 256})
+
+The attributes below are imported on first use (PEP 562), so ``import flatkd`` and
+``flatkd --version`` / ``--help`` do not load PyTorch.
 """
+from __future__ import annotations
+
+import importlib
+
+from .errors import CheckpointError, FlatkdError
+
 __version__ = "0.1.0"
 
-from . import datasets  # noqa: E402
-from .checkpoint import Checkpoint, load_checkpoint  # noqa: E402
-from .errors import CheckpointError, FlatkdError  # noqa: E402
+#: attribute → the submodule that holds it (None: the attribute is the submodule itself)
+_LAZY = {"datasets": None, "models": None, "Checkpoint": "checkpoint",
+         "load_checkpoint": "checkpoint"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'flatkd' has no attribute {name!r}")
+    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def evaluate(path, suite="all", **kwargs):
@@ -28,4 +46,4 @@ def train(method, arch, dataset, out_dir, **kwargs):
 
 
 __all__ = ["Checkpoint", "CheckpointError", "FlatkdError", "datasets", "evaluate",
-           "load_checkpoint", "train", "__version__"]
+           "load_checkpoint", "models", "train", "__version__"]

@@ -21,6 +21,7 @@ from . import models
 from .errors import CheckpointError, FlatkdError
 from .io import atomic_path
 from .provenance import sha256_of
+from .serialization_compat import refused_content
 
 FORMAT = "flatkd.checkpoint"
 VERSION = 1
@@ -60,10 +61,9 @@ def read(path: str | Path) -> dict:
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"refusing to load {p}: it holds Python objects that are not plain data "
-            f"(loaded with weights_only=True; {first[:160]})") from None
+            f"({refused_content(e)}; flatkd loads checkpoints with weights_only=True)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError,
             KeyError) as e:
         raise CheckpointError(f"{p} is truncated or not a checkpoint file "

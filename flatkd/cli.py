@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import textwrap
 from typing import Sequence
 
 from . import config as cfgmod
-from .errors import FlatkdError
+from .errors import FlatkdError, did_you_mean, one_line
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -20,6 +22,10 @@ EXIT_INTERRUPTED = 130
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):               # one line instead of usage + message
         command = self.prog.partition(" ")[2]          # "flatkd train" → "train"
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            choices = [c.strip().strip("'\"") for c in bad.group(2).split(",")]
+            message += did_you_mean(bad.group(1), choices)
         raise FlatkdError(f"{command}: {message}" if command else message)
 
 
@@ -59,20 +65,41 @@ CONFIG_EPILOG = """examples:
   flatkd config eval"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    from . import __version__, datasets, models
-    from .evaluator import SUITE_CHOICES
-    from .training import METHODS
+#: sub-command → its one-line help; a sub-command's options are built only when it is the one
+#: invoked, so ``flatkd --help`` and ``--version`` import neither PyTorch nor the registries
+COMMAND_HELP = {
+    "train": "train one run",
+    "eval": "evaluate a checkpoint",
+    "report": "tables and figures from result files",
+    "demo": "the main job end to end on the embedded digits set",
+    "config": "list every config key with its default and meaning",
+    "sweep": "many runs from one sweep file: plan, run, resume",
+}
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``flatkd`` parser; only ``command``'s options are built (see :data:`COMMAND_HELP`)."""
+    from . import __version__
 
     p = _Parser(prog="flatkd", description="Train knowledge-distillation models (online, self, "
                 "spaced) and measure the flatness and robustness they converge to.")
     p.add_argument("--version", action="version", version=f"flatkd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for name, text in COMMAND_HELP.items():
+        a = sub.add_parser(name, help=text, formatter_class=_Help)
+        if name == command:
+            _OPTIONS[name](a)
+    return p
 
-    t = sub.add_parser("train", help="train one run", description="Train one run into --out "
-                       "(checkpoint.pt, metrics.csv, config.yaml).", epilog=TRAIN_EPILOG,
-                       formatter_class=_Help)
-    t.add_argument("--method", required=True, choices=METHODS.names(), help="training method")
+
+def _train_options(t: argparse.ArgumentParser) -> None:
+    from . import datasets, models
+    from .training import METHODS
+
+    t.description = "Train one run into --out (checkpoint.pt, metrics.csv, config.yaml)."
+    t.epilog = TRAIN_EPILOG + "\n\n" + _method_list(METHODS)
+    t.add_argument("--method", required=True, choices=METHODS.names(), metavar="METHOD",
+                   help="training method (listed below)")
     t.add_argument("--arch", choices=models.names(),
                    help="student architecture (default: the --config file's arch)")
     t.add_argument("--dataset", choices=datasets.names(),
@@ -96,9 +123,30 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint", description="Evaluate one network "
-                       "of a checkpoint and write one JSON result.", epilog=EVAL_EPILOG,
-                       formatter_class=_Help)
+
+_ABBREVIATIONS = {"al", "App", "Alg", "Eq", "Fig", "Sec", "e.g", "i.e", "vs", "cf"}
+
+
+def _method_list(methods) -> str:
+    """``flatkd train --help``'s table of methods: each name with its docstring's first sentence."""
+    rows = []
+    for name in methods.names():
+        doc = methods.get(name).__doc__ or ""
+        words = []
+        for word in doc.split():
+            words.append(word)
+            if word[-1] in ".:;" and word[:-1].lstrip("(") not in _ABBREVIATIONS:
+                break
+        first = " ".join(words).rstrip(".:;")
+        rows.append(f"  {name:<21}{textwrap.shorten(first, 76, placeholder=' …')}")
+    return "methods (--method):\n" + "\n".join(rows)
+
+
+def _eval_options(e: argparse.ArgumentParser) -> None:
+    from .evaluator import SUITE_CHOICES
+
+    e.description = "Evaluate one network of a checkpoint and write one JSON result."
+    e.epilog = EVAL_EPILOG
     e.add_argument("--ckpt", required=True, help="checkpoint file written by flatkd train")
     e.add_argument("--suite", required=True, type=_suite_arg, metavar="SUITE",
                    help="what to measure: " + ", ".join(SUITE_CHOICES)
@@ -112,36 +160,43 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one evaluation key, e.g. hessian.samples=256 (repeatable)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = sub.add_parser("report", help="tables and figures from result files",
-                       description="Group results across seeds and write report.md, tables and "
-                       "figures.", epilog=REPORT_EPILOG, formatter_class=_Help)
+
+def _report_options(r: argparse.ArgumentParser) -> None:
+    r.description = "Group results across seeds and write report.md, tables and figures."
+    r.epilog = REPORT_EPILOG
     r.add_argument("results", nargs="+", help="result JSON files or folders holding them")
     r.add_argument("--out", required=True, help="report directory")
 
-    d = sub.add_parser("demo", help="the main job end to end on the embedded digits set",
-                       description="Train baseline, online, spaced-online, self and spaced-self "
-                       "ResNet-8s on digits, evaluate every student and build the report; "
-                       "re-running reuses finished steps.", formatter_class=_Help)
+
+def _demo_options(d: argparse.ArgumentParser) -> None:
+    d.description = ("Train baseline, online, spaced-online, self and spaced-self ResNet-8s on "
+                     "digits, evaluate every student and build the report; re-running reuses "
+                     "finished steps.")
     d.add_argument("--out", default="demo", help="demo directory")
     d.add_argument("--quiet", action="store_true", help="no progress output")
 
-    c = sub.add_parser("config", help="list every config key with its default and meaning",
-                       description="List the config keys of flatkd train or flatkd eval with "
-                       "their default values and meaning.", epilog=CONFIG_EPILOG,
-                       formatter_class=_Help)
+
+def _config_options(c: argparse.ArgumentParser) -> None:
+    from . import datasets
+
+    c.description = ("List the config keys of flatkd train or flatkd eval with their default "
+                     "values and meaning.")
+    c.epilog = CONFIG_EPILOG
     c.add_argument("which", choices=["train", "eval"], help="whose keys")
     c.add_argument("--dataset", choices=datasets.names(),
                    help="show the values with this dataset's preset applied (train only)")
 
+
+def _sweep_options(sw: argparse.ArgumentParser) -> None:
     from .sweep import CLUSTERS, LAUNCHERS, preset_names
+
     epilog = SWEEP_EPILOG.format(presets=", ".join(preset_names()))
-    sw = sub.add_parser("sweep", help="many runs from one sweep file: plan, run, resume",
-                        description="A sweep file (methods × archs × datasets × intervals × seeds "
-                        "× any training key, plus the evaluation) expands to runs with stable "
-                        "names. 'plan' lists them with their state; 'run' trains what is not "
-                        "finished, resumes interrupted runs, evaluates every finished checkpoint "
-                        "and leaves the results in OUT/results for flatkd report.",
-                        epilog=epilog, formatter_class=_Help)
+    sw.description = ("A sweep file (methods × archs × datasets × intervals × seeds × any "
+                      "training key, plus the evaluation) expands to runs with stable names. "
+                      "'plan' lists them with their state; 'run' trains what is not finished, "
+                      "resumes interrupted runs, evaluates every finished checkpoint and leaves "
+                      "the results in OUT/results for flatkd report.")
+    sw.epilog = epilog
     sweep_sub = sw.add_subparsers(dest="sweep_command", required=True, parser_class=_Parser,
                                   metavar="ACTION")
     for action, text in (("plan", "list the runs, their state and (--commands) their commands"),
@@ -175,7 +230,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="with --launcher slurm: wait for the jobs and check their runs")
             a.add_argument("--report", action="store_true",
                            help="build OUT/report when every run is done")
-    return p
+
+
+_OPTIONS = {"train": _train_options, "eval": _eval_options, "report": _report_options,
+            "demo": _demo_options, "config": _config_options, "sweep": _sweep_options}
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -286,11 +344,13 @@ COMMANDS = {"train": _train, "eval": _eval, "report": _report, "demo": _demo, "c
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(command if command in COMMAND_HELP else None).parse_args(argv)
         COMMANDS[args.command](args)
     except FlatkdError as e:
-        print(f"flatkd: error: {e}", file=sys.stderr)
+        print(f"flatkd: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("flatkd: interrupted; the last checkpoint is kept (continue with --resume)",

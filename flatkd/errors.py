@@ -1,4 +1,6 @@
 """User-facing errors: the CLI turns them into one line on stderr and exit code 2."""
+import difflib
+import re
 
 
 class FlatkdError(Exception):
@@ -14,3 +16,20 @@ class CheckpointError(FlatkdError):
 
 class TrainingDiverged(FlatkdError):
     """A loss became NaN/Inf; the message names the step. The last good checkpoint stays."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one plain line: terminal colour codes removed, line breaks and runs of
+    whitespace collapsed to single spaces (third-party messages often carry both)."""
+    return " ".join(_ANSI.sub("", text).split())
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest valid choices to a mistyped ``name``, or ""."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"

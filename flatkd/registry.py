@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from .errors import FlatkdError
+from .errors import FlatkdError, did_you_mean
 
 T = TypeVar("T")
 
@@ -36,6 +36,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise FlatkdError(
                 f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+                + did_you_mean(name, self.names())
             ) from None
 
     def names(self) -> list[str]:

@@ -65,9 +65,28 @@ def test_pickle_payload_is_refused_and_never_runs(trained, tmp_path):
     raw["metrics"] = payload
     evil = tmp_path / "evil.pt"
     torch.save(raw, evil)
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="refusing to load") as refused:
         flatkd.load_checkpoint(evil)
     assert not marker.exists()
+    message = str(refused.value)
+    assert "it names the Python object getattr" in message
+    assert "\x1b" not in message and "\n" not in message and "two options" not in message
+
+
+def test_torch_refusal_message_still_names_the_global():
+    """Quirk test: serialization_compat reads the refused class out of torch's message; this
+    fails if torch changes that message's form (then refused_content needs a new pattern)."""
+    import fractions
+    import io
+    import pickle
+    from flatkd.serialization_compat import refused_content
+
+    buf = io.BytesIO()
+    torch.save({"x": fractions.Fraction(1, 3)}, buf)
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError) as e:
+        torch.load(buf, weights_only=True)
+    assert refused_content(e.value) == "it names the Python object fractions.Fraction"
 
 
 def test_truncated_and_foreign_files_give_clear_errors(trained, tmp_path):
