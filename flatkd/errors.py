@@ -1,6 +1,8 @@
 """User-facing errors: the CLI turns them into one line on stderr and exit code 2."""
 import difflib
+import os
 import re
+import sys
 
 
 class FlatkdError(Exception):
@@ -33,3 +35,9 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def warn(message: str) -> None:
+    """One ``flatkd: warning:`` line on stderr (from rank 0 only under torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"flatkd: warning: {one_line(message)}", file=sys.stderr, flush=True)

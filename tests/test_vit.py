@@ -78,6 +78,29 @@ def test_vit_recipe_is_the_default_for_transformers_only():
     assert resolve("online", "deit_tiny", "digits", overrides={"optim.lr": 1e-3}).optim.lr == 1e-3
 
 
+def test_shortened_recipe_keeps_the_warmup_fraction_unless_the_key_is_set(capsys):
+    """The recipe's 20 of 300 warm-up epochs become 20/300 of a shorter run, with one warning
+    line and the scaling recorded; a warm-up given with --set is kept as given."""
+    for epochs in (1, 30, 150):
+        cfg = resolve("baseline", "deit_tiny", "digits", epochs=epochs)
+        assert cfg.optim.warmup_epochs == pytest.approx(20 * epochs / 300, rel=1e-12)
+        assert cfg.scaled.startswith(f"optim.warmup_epochs 20 of 300 epochs → ")
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("flatkd: warning: optim.warmup_epochs")
+    kept = resolve("baseline", "deit_tiny", "digits", epochs=30, overrides={"optim.warmup_epochs": 5})
+    assert (kept.optim.warmup_epochs, kept.scaled) == (5, None)
+    full = resolve("baseline", "deit_tiny", "digits")
+    assert (full.optim.warmup_epochs, full.scaled) == (20, None)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(FlatkdError, match="optim.warmup_epochs must lie in"):
+        resolve("baseline", "deit_tiny", "digits", epochs=1, overrides={"optim.warmup_epochs": 20})
+    # the paper presets' warm-up (18 of 60 epochs) follows the same rule under --epochs
+    from importlib import resources
+    paper = resources.files("flatkd.presets").joinpath("paper", "stablekd-cifar100-resnet18-kd.yaml")
+    short = resolve("offline", None, None, config_file=str(paper), epochs=10)
+    assert short.optim.warmup_epochs == pytest.approx(3.0)
+
+
 # ---------------------------------------------------------------- augmentation
 def test_randaugment_erasing_replays_pixel_equal_and_leaves_global_rngs_alone():
     ds = datasets.get("digits", "train")

@@ -7,6 +7,7 @@ then the user's YAML file, then ``--set`` overrides; the preset in force is reco
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,7 +17,7 @@ import yaml
 
 from .. import config as cfgmod
 from .. import models
-from ..errors import FlatkdError
+from ..errors import FlatkdError, warn
 from .method_config import (ATConfig, BANConfig, CTKDConfig, DKDConfig, DLBConfig, DMLConfig,
                             LSKDConfig, PSKDConfig, SHAKEConfig, StableKDConfig, TAKDConfig,
                             TSBConfig)
@@ -191,6 +192,8 @@ class TrainConfig:
         BatchNorm with rank 0's statistics broadcast after every step).
     preset: filled in by flatkd: the preset files that were applied (the dataset's, then the
         architecture's recipe, e.g. recipes/vit.yaml).
+    scaled: filled in by flatkd: schedule lengths of the recipe rescaled to a run of another
+        length (the warm-up keeps its fraction of the run unless set with --set).
     """
     method: str = "baseline"
     arch: str = "resnet18"
@@ -218,6 +221,7 @@ class TrainConfig:
     compile: Optional[str] = None
     sync_bn: bool = False
     preset: Optional[str] = None
+    scaled: Optional[str] = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     spaced: SpacedConfig = field(default_factory=SpacedConfig)
@@ -332,12 +336,43 @@ def resolve(method: str, arch: str | None, dataset: str | None, *, config_file: 
     cfg.preset = " + ".join(applied) or None
     if config_file:
         cfgmod.apply_file(cfg, config_file)
+    recipe_epochs = cfg.epochs
+    recipe_values = {key: functools.reduce(getattr, key.split("."), cfg) for key in RUN_LENGTH_KEYS}
     flags = {k: v for k, v in cli.items() if v is not None}
     if "interval" in flags:
         flags["spaced.interval"] = flags.pop("interval")
     cfgmod.apply_overrides(cfg, flags)
     cfgmod.apply_overrides(cfg, overrides or {})
     cfg.method, cfg.arch, cfg.dataset = method, arch, dataset
+    _scale_to_run_length(cfg, recipe_epochs, recipe_values, set(overrides or {}))
     cfg.validate()
     return cfg
+
+
+#: schedule lengths given in epochs of the recipe's run: a run of another length keeps the same
+#: fraction of its own epochs unless the key itself is set with --set
+RUN_LENGTH_KEYS = ("optim.warmup_epochs",)
+
+
+def _scale_to_run_length(cfg: TrainConfig, recipe_epochs: int, recipe_values: dict,
+                         user_keys: set) -> None:
+    """Rescale :data:`RUN_LENGTH_KEYS` when ``--epochs`` / ``--set epochs`` changed the run
+    length of the presets and config file (e.g. the ViT recipe's 20 warm-up epochs of 300 become
+    0.067 of a 1-epoch run); the scaled keys are recorded in ``cfg.scaled`` and named in one
+    warning line."""
+    if cfg.epochs == recipe_epochs or not isinstance(cfg.epochs, int) or cfg.epochs < 1:
+        return
+    notes = []
+    for key in RUN_LENGTH_KEYS:
+        value = recipe_values[key]
+        if key in user_keys or not isinstance(value, (int, float)) or not value > 0 \
+                or not math.isfinite(value):
+            continue
+        scaled = value * cfg.epochs / recipe_epochs
+        cfgmod.apply_overrides(cfg, {key: scaled})
+        notes.append(f"{key} {value:g} of {recipe_epochs} epochs → {scaled:.4g} of {cfg.epochs}")
+    if notes:
+        cfg.scaled = "; ".join(notes)
+        warn(f"{cfg.scaled} (the same fraction of the run; set the key with --set to keep "
+             "another value)")
 
