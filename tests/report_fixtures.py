@@ -10,6 +10,7 @@ self KD, carry exit and exit-ensemble columns (:data:`ENSEMBLE_OFFSET`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -98,7 +99,7 @@ def _result(method: str, seed: int, ckpt_dir: Path, interval: float | None = Non
     ckpt = ckpt_dir / f"{_stem(method, interval)}_s{seed}.pt"
     return {
         "format": "flatkd.result", "version": 1,
-        "checkpoint": {"path": str(ckpt), "sha256": f"{i:064x}", "method": method, "arch": arch,
+        "checkpoint": {"path": str(ckpt), "sha256": hashlib.sha256(ckpt.name.encode()).hexdigest(), "method": method, "arch": arch,
                        "dataset": DATASET, "model": "student", "interval": interval,
                        "seed": seed},
         "flatness": {

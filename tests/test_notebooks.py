@@ -88,7 +88,7 @@ def test_report_notebook_renders_fake_results(tmp_path):
     text, images = outputs(nb)
     assert warnings_shown(nb) == []          # e.g. no tqdm "IProgress not found" (ipywidgets)
     assert (tmp_path / "report" / "report.md").is_file()
-    assert "18 result files" in text
+    assert "18 networks in 18 result files" in text
     # perturbation, density, corruption bars + heatmap, BIM, accuracy vs interval, training curves
     assert images == 7
     assert "± " in text and "best over epochs" in text and "exit ensemble" in text
@@ -96,6 +96,45 @@ def test_report_notebook_renders_fake_results(tmp_path):
     assert "spaced-online (s=1.5) vs online, accuracy (final)" in text
     assert "corruption accuracy: spaced mean higher in" in text
     assert "(no training_curves figure" not in text and "without a readable checkpoint" not in text
+
+
+def test_report_notebook_runs_with_its_shipped_defaults(tmp_path):
+    """As shipped, 02 reads the reference results folder (only the output folder is moved)."""
+    nb = execute("02_generalization_report.ipynb", {"out_dir": str(tmp_path / "report")})
+    text, _ = outputs(nb)
+    assert warnings_shown(nb) == []
+    assert (tmp_path / "report" / "report.md").is_file()
+    reference = sorted((NOTEBOOKS.parent / "checkpoints" / "reference" / "results").glob("*.json"))
+    assert f"{len(reference)} networks in {len(reference)} result files" in text
+
+
+def test_a_results_folder_means_the_same_to_report_study_and_notebooks(tmp_path):
+    """One network's sections spread over two files are one network everywhere; two different
+    networks of one configuration and seed are refused everywhere."""
+    from flatkd.errors import FlatkdError
+    from flatkd.report import build_report, load_results
+    from flatkd.study import run_study
+    from flatkd.study.measures import load as study_load
+
+    paths = fx.write_results(tmp_path / "res", methods=("baseline", "online"))
+    split = json.loads(paths[0].read_text())
+    robustness = split.pop("robustness")
+    paths[0].write_text(json.dumps(split))
+    (tmp_path / "res" / "more").mkdir()
+    (tmp_path / "res" / "more" / "extra.json").write_text(json.dumps(
+        {**{k: v for k, v in split.items() if k != "flatness"}, "robustness": robustness}))
+    merged = load_results([tmp_path / "res"])
+    assert len(merged) == len(paths) and len(study_load([tmp_path / "res"])) == len(paths)
+    first = next(r for r in merged if r.path == paths[0])
+    assert first.robustness == robustness and first.flatness == split["flatness"]
+    assert len(first.files) == 2
+    build_report([tmp_path / "res"], tmp_path / "out")
+    clash = json.loads(paths[1].read_text())
+    clash["checkpoint"]["sha256"] = "f" * 64                   # another network, same seed
+    (tmp_path / "res" / "more" / "clash.json").write_text(json.dumps(clash))
+    for read in (load_results, study_load, run_study):
+        with pytest.raises(FlatkdError, match="two different networks"):
+            read([tmp_path / "res"])
 
 
 def test_measures_notebook_is_clean_and_states_which_measures_track_the_gap(tmp_path):

@@ -78,6 +78,8 @@ class Result:
 
     path: Path
     data: Mapping[str, Any] = field(repr=False, compare=False)
+    #: every file this network's sections came from (``path`` first); see :func:`load_results`
+    files: tuple[Path, ...] = field(default=(), compare=False)
 
     @property
     def checkpoint(self) -> Mapping[str, Any]:
@@ -291,25 +293,54 @@ def find_result_files(root: str | Path) -> list[Path]:
     return found
 
 
-def load_results(paths: Iterable[str | Path]) -> list[Result]:
-    """Load result files; a directory stands for every result file below it.
+#: result sections that one network's files may split between them (merged by :func:`load_results`)
+SECTIONS = ("flatness", "robustness", "sharpness", "landscape")
 
-    Raises :class:`FlatkdError` for a bad file, for no results at all, and for two files that
-    describe the same configuration and seed (they would be counted twice in mean ± std).
-    """
+
+def result_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The result files that ``paths`` name: a file as given, a folder every flatkd result file
+    below it (any depth). This is what a *results folder* means for ``flatkd report``, the
+    study and the notebooks alike."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         files += find_result_files(p) if p.is_dir() else [p]
-    results = [load_result(f) for f in files]
-    if not results:
+    if not files:
         raise FlatkdError("no flatkd result files given (expected *.json written by `flatkd eval`)")
+    return files
+
+
+def load_results(paths: Iterable[str | Path]) -> list[Result]:
+    """Load the result files of ``paths`` (:func:`result_files`), one :class:`Result` per network.
+
+    Files of one network (the same checkpoint sha256 and evaluated model, e.g. a flatness and a
+    sharpness evaluation written separately) are merged: their sections are united and
+    ``Result.files`` lists them; a section that two of them hold with different values is
+    refused. Two different networks that claim the same configuration and seed are refused,
+    naming both files (they would be counted twice in mean ± std).
+    """
+    merged: dict[tuple, tuple[list[Path], dict]] = {}
+    for f in result_files(paths):
+        r = load_result(f)
+        ident = (r.checkpoint.get("sha256") or str(r.path), r.model)
+        files, data = merged.setdefault(ident, ([], {}))
+        files.append(r.path)
+        for key, value in r.data.items():
+            if key in SECTIONS and key in data and data[key] != value:
+                raise FlatkdError(f"{r.path}: section {key!r} of {r.method} seed {r.seed} "
+                                  f"differs from the one in {files[0]} (the same network); "
+                                  "pass one of them")
+            data.setdefault(key, value)
+    results = [Result(path=files[0], data=data, files=tuple(files))
+               for files, data in merged.values()]
     seen: dict[tuple, Path] = {}
     for r in results:
         ident = (r.key, r.seed)
         if r.seed is not None and ident in seen:
-            raise FlatkdError(f"{r.path} and {seen[ident]} are both {r.key.label} on "
-                              f"{r.dataset}/{r.arch} with seed {r.seed}; pass one of them")
+            raise FlatkdError(f"{r.path} and {seen[ident]} are two different networks, both "
+                              f"{r.key.label} on {r.dataset}/{r.arch} with seed {r.seed}; pass "
+                              "the folders of one experiment (e.g. a results/ folder), or one "
+                              "of the files")
         seen[ident] = r.path
     return results
 

@@ -3,7 +3,7 @@ generalization targets, extracted from result files.
 
 Results of one network (same checkpoint sha256 and ``--model``) may be spread over several
 files — e.g. ``--suite flatness`` run once and ``--suite sharpness`` later — and are merged
-section by section (:func:`merge`); two files holding different contents for the same section
+section by section (``flatkd.report.results.load_results``); two files holding different contents for the same section
 of one network are refused.
 
 Measure families (registry :data:`MEASURES`, each ``fn(result dict) → [(name, value)]``):
@@ -30,15 +30,12 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import FlatkdError
 from ..registry import Registry
-from ..report.results import Result, base_network, find_result_files, load_result
+from ..report.results import SECTIONS, Result, base_network, load_results
 
 Extract = Callable[[Mapping[str, Any]], list[tuple[str, float]]]
 MEASURES: Registry[Extract] = Registry("measure family")
 TARGETS: Registry[Callable[[Mapping[str, Any]], tuple[float, str] | None]] = Registry("target")
-
-SECTIONS = ("flatness", "robustness", "sharpness", "landscape")
 
 
 def _finite(v: Any) -> bool:
@@ -117,36 +114,16 @@ def _test(r: Mapping) -> tuple[float, str] | None:
 
 
 def merge(results: Iterable[Result]) -> list[dict]:
-    """One dict per network (checkpoint sha256, model and identity): ``checkpoint`` of the first file, the
-    union of the sections, and ``files`` (the result paths it came from)."""
-    merged: dict[tuple, dict] = {}
-    for r in results:
-        ck = r.checkpoint
-        key = (ck.get("sha256") or str(r.path), r.model, r.method, r.arch, r.dataset, r.seed,
-               r.interval)
-        entry = merged.setdefault(key, {"checkpoint": dict(ck), "files": [], "result": r})
-        entry["files"].append(str(r.path))
-        for s in SECTIONS:
-            if s not in r.data:
-                continue
-            if s in entry and entry[s] != r.data[s]:
-                raise FlatkdError(f"{r.path}: section {s!r} of {ck.get('method')} seed "
-                                  f"{r.seed} differs from the one in {entry['files'][0]}; "
-                                  "pass one of them")
-            entry[s] = r.data[s]
-    return list(merged.values())
+    """One dict per network (results as :func:`~flatkd.report.results.load_results` merges
+    them): ``checkpoint``, its sections and ``files`` (the result paths it came from)."""
+    return [{"checkpoint": dict(r.checkpoint), "files": [str(f) for f in (r.files or (r.path,))],
+             "result": r, **{s: r.data[s] for s in SECTIONS if s in r.data}} for r in results]
 
 
 def load(paths: Iterable[str | Path]) -> list[dict]:
-    """Read result files (a folder stands for every result file below it) and merge them per
-    network."""
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        files += find_result_files(p) if p.is_dir() else [p]
-    if not files:
-        raise FlatkdError("no flatkd result files given (expected *.json written by `flatkd eval`)")
-    return merge(load_result(f) for f in files)
+    """Read result files (a folder stands for every result file below it), one entry per
+    network, exactly as ``flatkd report`` reads them."""
+    return merge(load_results(paths))
 
 
 PRIMARY_SOURCES = ("whole train split − whole test split", "whole test split (sharpness suite)")
