@@ -26,7 +26,7 @@ def write(tmp_path):
             p = tmp_path / f"{method}-seed{seed}.json"
             p.write_text(json.dumps({
                 "format": "flatkd.result", "version": 1,
-                "checkpoint": {"path": f"missing/{method}-{seed}.pt", "sha256": "0", "method": method,
+                "checkpoint": {"path": f"missing/{method}-{seed}.pt", "sha256": f"{method}-{seed}", "method": method,
                                "arch": "resnet8", "dataset": "digits", "model": "student",
                                "seed": seed, "interval": INTERVAL.get(method), "epochs": 6},
                 "robustness": {"clean_accuracy": acc, "corruptions": [], "adversarial": []},

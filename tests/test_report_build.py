@@ -69,7 +69,7 @@ def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
     out, _ = report
     acc = pd.read_csv(out / "tables" / "accuracy.csv")
     on = acc[(acc["family"] == "online") & (acc["selection"] == "final")].iloc[0]
-    assert on["w_ours_mean"] == pytest.approx(sum(fx.ACCURACY["spaced-online"]) / 3)
+    assert on["w_ours_mean_pct"] == pytest.approx(100 * sum(fx.ACCURACY["spaced-online"]) / 3)
     assert on["wo_ours_steps"] == 72 and on["w_ours_steps"] == 72
     se = acc[(acc["family"] == "self") & (acc["selection"] == "best")].iloc[0]
     assert se["wo_ours_n"] == 1 and se["w_ours_n"] == 3      # two self checkpoints missing
@@ -78,6 +78,25 @@ def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
                                       "ensemble_best"]
     runs = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs) == 15 and set(runs["seed"]) == {0, 1, 2}
+    assert runs["accuracy_pct"].between(1, 100).all()         # the unit the Markdown shows
+
+
+def test_csv_and_markdown_tables_show_accuracies_in_one_unit(report):
+    """Every accuracy a CSV holds is the percent its Markdown table shows (fractions nowhere)."""
+    out, _ = report
+    for name in ("accuracy", "corruption_online", "bim_self", "significance"):
+        df = pd.read_csv(out / "tables" / f"{name}.csv")
+        md = (out / "tables" / f"{name}.md").read_text()
+        if name == "significance":
+            df = df[df["metric"] == "accuracy"]
+            assert set(df["unit"]) == {"% (delta: pp)"}
+            means = df["spaced_mean"]
+        else:
+            assert not any(c.endswith(("_mean", "_std")) for c in df.columns), df.columns
+            means = df["w_ours_mean_pct"]
+        assert means.max() > 1
+        for value in means.dropna():
+            assert 0 <= value <= 100 and f"{value:.2f}" in md
     assert "optimizer steps (w/o Ours, w/ Ours)" in (out / "tables" / "accuracy.md").read_text()
 
 
@@ -96,6 +115,7 @@ def test_report_from_flatness_only_results(tmp_path):
     assert "too few for a significance test" in w["markdown"].read_text()
 
 
+@pytest.mark.crosslib
 def test_robustness_tables_carry_std_and_paired_tests(report):
     from scipy import stats
     out, _ = report
@@ -104,8 +124,8 @@ def test_robustness_tables_carry_std_and_paired_tests(report):
     vals = {m: [[c["accuracy"] for c in fx._result(m, s, out)["robustness"]["corruptions"]
                  if (c["corruption"], c["severity"]) == ("frost", 3)][0] for s in fx.SEEDS]
             for m in ("online", "spaced-online")}
-    assert row["wo_ours_mean"] == pytest.approx(np.mean(vals["online"]))
-    assert row["w_ours_std"] == pytest.approx(np.std(vals["spaced-online"], ddof=1))
+    assert row["wo_ours_mean_pct"] == pytest.approx(100 * np.mean(vals["online"]))
+    assert row["w_ours_std_pct"] == pytest.approx(100 * np.std(vals["spaced-online"], ddof=1))
     assert row["p_value"] == pytest.approx(stats.ttest_rel(vals["spaced-online"],
                                                            vals["online"]).pvalue)
     md = (out / "report.md").read_text()

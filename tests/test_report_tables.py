@@ -25,6 +25,7 @@ def _row(df, family, selection="final"):
     return rows.iloc[0]
 
 
+@pytest.mark.crosslib
 def test_accuracy_table_matches_hand_computation(results):
     df = T.accuracy_table(results)
     on = _row(df, "online")
@@ -45,6 +46,7 @@ def test_accuracy_table_matches_hand_computation(results):
     assert "is significant" in on["statement"]
 
 
+@pytest.mark.crosslib
 def test_self_family_joins_byot_arch_with_plain_baseline_and_says_not_significant(results):
     df = T.accuracy_table(results)
     se = _row(df, "self")
@@ -68,6 +70,7 @@ def test_accuracy_display_is_percent_mean_pm_std(results):
     assert len(md.strip().splitlines()) == 2 + len(disp)
 
 
+@pytest.mark.crosslib
 def test_paired_test_pairs_by_seed_and_handles_degenerate_cases():
     a, b = {0: 1.0, 1: 2.0, 2: 4.0, 7: 9.0}, {0: 0.5, 1: 1.0, 2: 3.9}
     t = S.paired_test(a, b)
@@ -82,6 +85,7 @@ def test_paired_test_pairs_by_seed_and_handles_degenerate_cases():
     assert S.describe([None]) is None
 
 
+@pytest.mark.crosslib
 def test_flatness_and_comparison_tables(results):
     flat = T.flatness_table(results)
     row = flat[flat["method"] == "spaced-online"].iloc[0]
@@ -136,8 +140,12 @@ def test_directory_search_skips_other_json_and_rejects_duplicates(tmp_path):
     (tmp_path / "a" / "broken.json").write_text("{")
     assert len(find_result_files(tmp_path)) == 3
     assert [k.label for k in group(load_results([tmp_path]))] == ["online"]
-    fx.write_results(tmp_path / "b", methods=("online",), seeds=(0,))
-    with pytest.raises(FlatkdError, match="seed 0"):
+    copy, = fx.write_results(tmp_path / "b", methods=("online",), seeds=(0,))
+    assert len(load_results([tmp_path])) == 3               # the same network twice: merged
+    other = json.loads(copy.read_text())
+    other["checkpoint"]["sha256"] = "another network"
+    copy.write_text(json.dumps(other))
+    with pytest.raises(FlatkdError, match="two different networks.*seed 0"):
         load_results([tmp_path])
     with pytest.raises(FlatkdError, match="no flatkd result"):
         load_results([])
@@ -168,6 +176,7 @@ def _best(method):
     return np.array(fx.ACCURACY[method]) + np.array(fx.BEST_BUMP[method])
 
 
+@pytest.mark.crosslib
 def test_best_over_epochs_is_the_max_of_the_per_epoch_rows(with_history):
     rs, hist = with_history
     df = T.accuracy_table(rs, hist)
@@ -187,6 +196,7 @@ def test_best_over_epochs_is_the_max_of_the_per_epoch_rows(with_history):
     assert se["wo_ours_steps"] == 72 and se["w_ours_steps"] == 144
 
 
+@pytest.mark.crosslib
 def test_exit_ensemble_rows_for_self_kd_only(with_history):
     rs, hist = with_history
     df = T.accuracy_table(rs, hist)

@@ -267,7 +267,8 @@ def test_report_section_tables_and_epochs_ratio(tmp_path):
                 res = _result("online", 0, run)
                 res.pop("flatness")                        # robustness only, as measured
                 res["checkpoint"] |= {"method": method, "interval": None, "arch": "resnet8",
-                                      "path": str(run / "checkpoint.pt"), "seed": seed}
+                                      "path": str(run / "checkpoint.pt"), "seed": seed,
+                                      "sha256": run.name}
                 res["robustness"]["clean_accuracy"] = a - 0.1 * (frac is not None) + 0.01 * r
                 (run / "result.json").write_text(json.dumps(res))
     stray = tmp_path / "other-offline"                     # a different teacher: left out
@@ -275,7 +276,7 @@ def test_report_section_tables_and_epochs_ratio(tmp_path):
     (stray / "config.yaml").write_text(yaml.safe_dump({"config": {"epochs": 3, "teacher_ckpt": "x.pt"}}))
     res = _result("online", 0, stray)
     res["checkpoint"] |= {"method": "offline", "interval": None, "path": str(stray / "checkpoint.pt"),
-                          "seed": 999}
+                          "seed": 999, "sha256": "stray"}
     (stray / "result.json").write_text(json.dumps(res))
     written = build_report([tmp_path], tmp_path / "report")
     md = written["markdown"].read_text()
@@ -283,7 +284,7 @@ def test_report_section_tables_and_epochs_ratio(tmp_path):
     assert "StableKD-4/2 reaches KD's 90.50 % (6 epochs) in 3 epochs: epochs ratio KD / StableKD-4/2 = 2.00" in md
     table = pd_read(written["tables"]["stablekd_epochs"][0])
     kd3 = table[(table.scheme == "KD") & (table.epochs == 3)].iloc[0]
-    assert (kd3["mean"], kd3["n"]) == (pytest.approx(0.805), 2)          # the stray run is out
+    assert (kd3["mean_pct"], kd3["n"]) == (pytest.approx(80.5), 2)       # the stray run is out
     frac = pd_read(written["tables"]["stablekd_fraction"][0])
     assert sorted(frac.train_fraction.unique()) == [0.5, 1.0] and "KD + MSE" not in set(frac.scheme)
     assert {"stablekd_epochs_digits_resnet8", "stablekd_fraction_digits_resnet8_e3"} <= set(written["figures"])

@@ -46,10 +46,37 @@ def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), None)
 
 
+#: tables whose numbers are accuracies (by name or name prefix): their ``*mean`` / ``*std``
+#: columns are written in percent (``_pct``), ``delta`` in percentage points (``delta_pp``)
+ACCURACY_TABLES = ("accuracy", "corruption_", "bim_", "table4", "offline_vs_spaced",
+                   "constant_ahead", "critical_period", "stablekd_")
+
+
+def in_percent(name: str, numeric: pd.DataFrame) -> pd.DataFrame:
+    """Table ``name``'s numbers in the unit its Markdown shows: accuracies (fractions in the
+    result files) as percent, differences of accuracies in percentage points; every converted
+    column says its unit in its name. The significance table mixes metrics, so its accuracy
+    rows are scaled and a ``unit`` column says which rows are percent."""
+    df = numeric.copy()
+    if name == "runs" and "accuracy" in df:
+        return df.assign(accuracy=df["accuracy"] * 100).rename(columns={"accuracy": "accuracy_pct"})
+    if name == "significance" and "metric" in df:
+        scale = df["metric"].map(lambda m: T.METRICS.get(m).scale).astype(float)
+        for c in [c for c in df.columns if c.endswith(("_mean", "_std")) or c == "delta"]:
+            df[c] = df[c] * scale
+        return df.assign(unit=["% (delta: pp)" if x == 100 else "" for x in scale])
+    if name != "accuracy_vs_interval" and not name.startswith(ACCURACY_TABLES):
+        return df
+    cols = [c for c in df.columns if c.endswith(("mean", "std")) or c == "delta"]
+    df[cols] = df[cols].astype(float) * 100
+    return df.rename(columns={c: "delta_pp" if c == "delta" else f"{c}_pct" for c in cols})
+
+
 def _write_table(out: Path, name: str, numeric: pd.DataFrame, display: pd.DataFrame,
                  written: dict) -> str:
     md = T.to_markdown(display)
-    write_text(out / "tables" / f"{name}.csv", _csv_safe(numeric).to_csv(index=False))
+    write_text(out / "tables" / f"{name}.csv",
+               _csv_safe(in_percent(name, numeric)).to_csv(index=False))
     write_text(out / "tables" / f"{name}.md", md)
     written["tables"][name] = [out / "tables" / f"{name}.csv", out / "tables" / f"{name}.md"]
     return md
