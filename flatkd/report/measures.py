@@ -23,6 +23,7 @@ from ..robustness.published import corruption_errors, normalised
 from . import figures as F
 from . import tables as T
 from .results import Result, group, method_label
+from .study_figures import tau_figure
 
 AXIS_NAMES = ("method", "interval", "seed", "network", "dataset")
 
@@ -198,57 +199,6 @@ def mce_display(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ figures
-def tau_figure(df: pd.DataFrame, confidence: float) -> Figure:
-    """Kendall τ of every measure with the gap (left) and with test accuracy (right), points
-    with their bootstrap intervals; 0 marked."""
-    with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F.new_figure(2, width=5.0, height=0.32 * len(df) + 1.8, sharey=True)
-        y = np.arange(len(df))
-        for ax, target, title in ((axes[0, 0], "gap", "with the generalization gap"),
-                                  (axes[0, 1], "test_accuracy", "with test accuracy")):
-            t = df[f"tau_{target}"].astype(float).to_numpy()
-            lo = df[f"ci_low_{target}"].astype(float).to_numpy()
-            hi = df[f"ci_high_{target}"].astype(float).to_numpy()
-            # a percentile interval need not contain the point estimate: draw what it covers
-            err = np.maximum(np.vstack([np.nan_to_num(t - lo), np.nan_to_num(hi - t)]), 0.0)
-            ax.errorbar(t, y, xerr=err, fmt="o", color="#0173b2", capsize=3)
-            ax.axvline(0, color="k", lw=0.8)
-            ax.set_xlim(-1.05, 1.05)
-            ax.set_yticks(y)
-            ax.set_yticklabels(df["measure"])
-            ax.invert_yaxis()
-            ax.set_xlabel(f"Kendall τ ({100 * confidence:g} % bootstrap CI)")
-            ax.set_ylabel("measure (larger = sharper)")
-            ax.set_title(title, fontsize="medium")
-        fig.suptitle("Which measures track generalization?")
-    return fig
-
-
-def scatter_figure(study: Mapping, measures: Sequence[str], target: str = "gap") -> Figure:
-    """Each measure against the target, one point per network, coloured by configuration, with
-    τ in the panel title (from a study dict)."""
-    rows = study["rows"]
-    taus = {t["measure"]: t for t in study["taus"]}
-    labels = list(dict.fromkeys(r["label"] for r in rows))
-    palette = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
-    scale = 100.0 if target in ("gap", "test_accuracy") else 1.0
-    with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F.new_figure(len(measures), width=4.2, height=3.8, sharey=True)
-        for ax, m in zip(axes[0], measures):
-            for lab in labels:
-                pts = [(r["measures"][m], scale * r["targets"][target]) for r in rows
-                       if r["label"] == lab and m in r["measures"] and target in r["targets"]]
-                if pts:
-                    ax.plot(*zip(*pts), "o", color=palette[lab], label=lab)
-            t = taus.get(m, {}).get(target, {}).get("tau")
-            ax.set_title(f"{m}\nτ = {t:+.2f}" if t is not None else m, fontsize="medium")
-            ax.set_xlabel(m)
-            ax.set_ylabel({"gap": "generalization gap (train − test acc., pp)",
-                           "test_accuracy": "test accuracy (%)"}.get(target, target))
-        F.figure_legend(fig, axes.flat)
-    return fig
-
-
 def landscape_results(results: Sequence[Result], part: str) -> dict:
     """Configuration key → the lowest-seed result with ``landscape[part]``."""
     out = {}

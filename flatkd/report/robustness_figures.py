@@ -1,18 +1,21 @@
 """Robustness figures of the report: accuracy under image corruptions (Tables 5/12 as pictures,
 bars and a heatmap that hatches the cells at chance level) and accuracy vs ε per attack (BIM,
-FGSM, PGD; ε = 0 is the clean accuracy). Styling and saving from :mod:`flatkd.report.figures`.
+FGSM, PGD; ε = 0 is the clean accuracy). Styling and saving from :mod:`flatkd.report.style`:
+one colour per configuration over every configuration of the results (as in the other
+figures), accuracy axes from 0, ± std held to [0, 100] %, legends wrapped to the figure width.
 """
 from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .figures import (CONTEXT, DASHES, STYLE, label_colors, legend_below, method_dashes,
-                      new_figure, results_title)
+from .style import (CONTEXT, STYLE, accuracy_axis, clip_band, fit_legend, label_colors,
+                    legend_below, method_dashes, new_figure, results_title)
 from .results import Result, dataset_facts, group, robustness_constants
 from .tables import ChanceRule
 
@@ -50,24 +53,35 @@ def chance_rule(results: Sequence[Result], num_classes: int | None = None) -> Ch
     return ChanceRule(n_cls or num_classes, n_test)
 
 
+def _sd_in_range(v) -> tuple[float, float]:
+    """Error bar of seaborn's ``errorbar``: mean ± sample std, held to [0, 100] %."""
+    v = np.asarray(v, dtype=float)
+    m = float(v.mean())
+    s = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return max(0.0, m - s), min(100.0, m + s)
+
+
 def corruption_bars(results: Sequence[Result]) -> Figure:
     """Grouped bars: accuracy (%) per corruption, one bar per method, one panel per severity.
+    Reads ``robustness.corruptions`` (:func:`corruption_frame`).
 
-    Bar = mean over seeds, error bar = ± std over seeds.
+    Bar = mean over seeds, error bar = ± std over seeds held to [0, 100] %; axis from 0.
     """
     df = corruption_frame(results)
     sevs = sorted(df["severity"].unique())
     keys = [k for k in group(results) if k.label in set(df["label"])]
     labels = [k.label for k in keys]
+    colors = label_colors(group(results))          # every configuration: same as other figures
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
         fig, axes = new_figure(len(sevs), width=4.6, height=4.8, sharey=True)
         for ax, sev in zip(axes[0], sevs):
             sns.barplot(data=df[df["severity"] == sev], x="corruption", y="accuracy", hue="label",
-                        hue_order=labels, palette=label_colors(keys), errorbar="sd", ax=ax,
-                        err_kws={"linewidth": 1})
+                        hue_order=labels, palette={lab: colors[lab] for lab in labels},
+                        saturation=1.0, errorbar=_sd_in_range, ax=ax, err_kws={"linewidth": 1})
             ax.set_title(f"severity {sev}")
             ax.set_xlabel("corruption")
             ax.set_ylabel("test accuracy (%)")
+            accuracy_axis(ax)
             ax.tick_params(axis="x", labelrotation=40)
             for t in ax.get_xticklabels():
                 t.set_horizontalalignment("right")
@@ -75,7 +89,7 @@ def corruption_bars(results: Sequence[Result]) -> Figure:
             ax.get_legend().remove()
         fig.suptitle(f"Accuracy under image corruptions (mean ± std over seeds) — "
                      f"{results_title(results)}\n{constants_caption(results)}")
-        legend_below(fig, axes[0, 0], ncol=min(len(labels), 5))
+        legend_below(fig, axes[0, 0], ncol=5)
     return fig
 
 
@@ -146,31 +160,38 @@ def bim_frame(results: Iterable[Result]) -> pd.DataFrame:
 
 def bim_figure(results: Sequence[Result]) -> Figure:
     """Accuracy (%) vs ε (× 1/255), one panel per attack present (BIM, then FGSM, PGD); line =
-    mean over seeds, band = ± std over seeds."""
+    mean over seeds, band = ± sample std over seeds held to [0, 100] %, axis from 0. Reads
+    ``robustness.{clean_accuracy, adversarial}`` (:func:`bim_frame`)."""
     df = bim_frame(results)
     keys = [k for k in group(results) if k.label in set(df["label"])]
-    labels = [k.label for k in keys]
+    colors = label_colors(group(results))          # every configuration: same as other figures
     present = set(df["attack"])
     attacks = [a for a in ATTACK_ORDER if a in present] + sorted(present - set(ATTACK_ORDER))
     with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
         fig, axes = new_figure(len(attacks), width=6.4 if len(attacks) == 1 else 5.0,
-                                height=4.4, sharey=True)
+                               height=4.4, sharey=True)
         for ax, attack in zip(axes[0], attacks):
             d = df[df["attack"] == attack]
-            sns.lineplot(data=d, x="epsilon_255", y="accuracy", hue="label", hue_order=labels,
-                         palette=label_colors(keys), errorbar="sd", marker="o", ax=ax,
-                         style="label", style_order=labels,
-                         dashes={k.label: DASHES[method_dashes(k.method)] for k in keys})
+            for k in keys:
+                g = d[d["label"] == k.label].groupby("epsilon_255")["accuracy"]
+                if not len(g):
+                    continue
+                m, s = g.mean(), g.std(ddof=1).fillna(0.0)
+                ax.plot(m.index, m.to_numpy(), marker="o", ms=5, mec="white", mew=0.6,
+                        color=colors[k.label], ls=method_dashes(k.method), label=k.label,
+                        clip_on=False)
+                ax.fill_between(m.index, *clip_band(m - s, m + s, 0.0, 100.0),
+                                color=colors[k.label], alpha=0.12, lw=0)
             ax.set_xticks(sorted(d["epsilon_255"].unique()))
             ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
             ax.set_xlabel(f"{attack} ε (× 1/255, L∞); 0 = clean")
             ax.set_ylabel("test accuracy (%)")
+            accuracy_axis(ax)
             title = f"Adversarial robustness ({attack})"
             ax.set_title(f"{title} — {results_title(results)}\nmean ± std over seeds"
                          if len(attacks) == 1 else title, fontsize="medium")
-            if ax is not axes[0, 0] and ax.get_legend() is not None:
-                ax.get_legend().remove()
         if len(attacks) > 1:
             fig.suptitle(f"Adversarial robustness — {results_title(results)}, mean ± std over seeds")
-        legend_below(fig, axes[0, 0])
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fit_legend(fig, handles, labels, ncol=4)
     return fig

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
+import seaborn as sns
 import yaml
 
 from .results import Result
 from .stats import describe, fmt_stat
+from .style import CONTEXT, STYLE, accuracy_axis, legend_below, new_figure, palette
 
 #: method → scheme label; the baselines count only with a teacher some StableKD run uses
 SCHEMES = {"kd-mse": "KD + MSE", "offline": "KD", "dkd": "DKD", "at": "AT"}
@@ -131,17 +133,26 @@ def epochs_to_target(df: pd.DataFrame) -> list[str]:
 
 
 def _figure(df: pd.DataFrame, column: str, xlabel: str, title: str):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
-    for s in _order(df["scheme"]):
-        d = df[df["scheme"] == s].sort_values(column)
-        x = d[column] * (100 if column == "train_fraction" else 1)
-        ax.errorbar(x, d["mean"] * 100, yerr=d["std"].fillna(0) * 100, marker="o", capsize=3,
-                    label=s)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    """Accuracy (%) vs ``column`` (epochs or training fraction) of :func:`runs_table` rows, one
+    line per scheme (mean ± std over seeds, error bars held to [0, 100] %), colours from the
+    report's shared palette; the accuracy axis is fitted to the data and, not starting at 0,
+    carries a break mark."""
+    schemes = _order(df["scheme"])
+    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT):
+        fig, axes = new_figure(width=5.8, height=3.9)
+        ax = axes[0, 0]
+        for s, color in zip(schemes, palette(len(schemes))):
+            d = df[df["scheme"] == s].sort_values(column)
+            x = d[column] * (100 if column == "train_fraction" else 1)
+            m, sd = d["mean"] * 100, d["std"].fillna(0) * 100
+            err = [(m - (m - sd).clip(lower=0.0)).clip(lower=0.0),
+                   ((m + sd).clip(upper=100.0) - m).clip(lower=0.0)]
+            ax.errorbar(x, m, yerr=err, marker="o", capsize=3, color=color, label=s)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{title}, mean ± std over seeds", fontsize="medium")
+        accuracy_axis(ax, truncate=True)
+        legend_below(fig, ax)
     return fig
 
 
