@@ -108,6 +108,14 @@ def test_report_notebook_runs_with_its_shipped_defaults(tmp_path):
     assert f"{len(reference)} networks in {len(reference)} result files" in text
 
 
+@pytest.mark.parametrize("name", ["01_theory.ipynb", "03_measures_vs_generalization.ipynb"])
+def test_notebook_runs_with_its_shipped_defaults(name):
+    """01 and 03 top to bottom exactly as shipped (nothing injected)."""
+    nb = execute(name, {})
+    assert warnings_shown(nb) == []
+    assert outputs(nb)[1] >= 2                       # their figures were shown
+
+
 def test_a_results_folder_means_the_same_to_report_study_and_notebooks(tmp_path):
     """One network's sections spread over two files are one network everywhere; two different
     networks of one configuration and seed are refused everywhere."""
