@@ -94,9 +94,12 @@ def test_autoaugment_cutout_uses_only_its_generator_and_restores_threads():
     assert torch.equal(aug(x, generator_for(3)), a)
 
 
+@pytest.mark.crosslib
 def test_policy_draws_mirror_torchvision_autoaugment_forward():
     """Same seed in the global RNG (torchvision) and in the generator (flatkd) → same pixels:
-    fails if torchvision changes its table, magnitudes, op kernels or the order of its draws."""
+    fails if torchvision changes its table, magnitudes, op kernels or the order of its draws.
+    Bit-equal on every CPU: both sides run torchvision's own op kernels
+    (``AutoAugment._apply_image_or_video_transform``) on the same uint8 image, one thread."""
     from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
 
     reference = AutoAugment(AutoAugmentPolicy.CIFAR10, fill=[128, 128, 128])
@@ -225,8 +228,37 @@ def test_autoaugment_cutout_output_has_the_drawn_hole():
 
 
 # ---------------------------------------------------------------- imagenet (RandomResizedCrop)
+# float rounding of one [0, 1] float32 value: a few ulps at 1.0
+ROUNDING = 4 * torch.finfo(torch.float32).eps
+# nearest-neighbour rotation: pixels whose value may be another source pixel's (see below)
+MAX_TIE_PIXELS = 8
+
+
+def assert_equal_but_nearest_ties(out, expected, context=()):
+    """``out`` ≈ ``expected`` ([C, H, W] in [0, 1]): every channel within float rounding, except
+    at most ``MAX_TIE_PIXELS`` pixel positions, whose values only need to lie in [0, 1].
+
+    Why the exceptions: flatkd's rotation computes the sampling grid elementwise
+    (``rotate_nearest``), torchvision's with a ``bmm`` through MKL, whose AVX2 / AVX-512 / AMX
+    paths round (fuse) differently, so a grid coordinate can differ by an ulp. Nearest
+    interpolation turns that ulp into another source pixel wherever the coordinate sits on the
+    border between two pixels (or on the image edge: in bounds on one side, fill on the other),
+    so the pixel — all its channels — differs by up to the value range. That happens at a
+    handful of the 50,176 positions of an image at most (0–2 seen); a wrong angle, box or flip
+    changes a large share of them."""
+    assert out.shape == expected.shape, context
+    off = ((out - expected).abs() > ROUNDING).any(dim=0)      # positions with any channel off
+    assert int(off.sum()) <= MAX_TIE_PIXELS, (*context, int(off.sum()))
+    for img in (out, expected):
+        assert bool(((img[:, off] >= 0) & (img[:, off] <= 1)).all()), context
+
+
+@pytest.mark.crosslib
 @pytest.mark.parametrize("hw", [(30, 40), (375, 500), (20, 300), (300, 20), (224, 224)])
 def test_resized_crop_mirrors_torchvision_transforms(hw):
+    """Same seed in the global RNG (torchvision) and in the generator (flatkd) → the same box,
+    flip and angle. The resize is torchvision's kernel on both sides; the rotation is not (see
+    :func:`assert_equal_but_nearest_ties`), so equality holds up to nearest-neighbour ties."""
     import torchvision.transforms.v2 as T
 
     reference = T.Compose([T.RandomResizedCrop(224, antialias=True), T.RandomHorizontalFlip(),
@@ -238,7 +270,8 @@ def test_resized_crop_mirrors_torchvision_transforms(hw):
         with one_intra_op_thread():
             expected = reference(x)
         out = aug(x, torch.Generator().manual_seed(s))
-        assert out.shape == (3, 224, 224) and torch.equal(out, expected), (hw, s)
+        assert out.shape == (3, 224, 224), (hw, s)
+        assert_equal_but_nearest_ties(out, expected, (hw, s))
         assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
 
 

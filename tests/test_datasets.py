@@ -24,6 +24,7 @@ def test_digits_shapes_range_and_split_sizes():
     assert not s.hflip
 
 
+@pytest.mark.crosslib
 def test_digits_split_is_stratified_disjoint_and_pinned():
     idx = digits.test_split_indices()
     assert len(set(idx.tolist())) == 360
@@ -129,6 +130,7 @@ def test_cifar_malformed_batch_gives_clear_error(tmp_path):
 
 
 # ---------------------------------------------------------------- tiny-imagenet-200
+@pytest.mark.crosslib
 def test_tinyimagenet_labels_follow_wnids_and_val_annotations(tiny_tinyimagenet):
     root, info = tiny_tinyimagenet
     train = D.get("tinyimagenet", "train", root=root)
@@ -160,6 +162,7 @@ def test_tinyimagenet_missing_annotation_file_is_named(tiny_tinyimagenet, tmp_pa
 
 
 # ---------------------------------------------------------------- imagefolder
+@pytest.mark.crosslib
 def test_imagefolder_resizes_and_labels_by_sorted_class(tiny_imagefolder):
     root, info = tiny_imagefolder
     ds = D.get("imagefolder", "test", root=root, image_size=24, crop_fraction=1.0)
@@ -241,6 +244,7 @@ def test_augment_keeps_shape_dtype_and_range(name, rotation):
         assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
 
 
+@pytest.mark.crosslib
 def test_crop_is_torchvision_randomcrop_pad4_and_digits_never_flip():
     import torchvision.transforms.v2 as T
     import torchvision.transforms.v2.functional as TF
@@ -299,18 +303,32 @@ def test_get_with_augment_is_deterministic_per_epoch():
     assert ds.spec == plain.spec and ds.targets == plain.targets
 
 
+@pytest.mark.crosslib
 @pytest.mark.parametrize("fill", [0.0, 0.5])
 def test_rotate_nearest_is_pixel_equal_to_torchvision_rotate(fill):
+    """Pixel-equal up to nearest-neighbour ties: flatkd builds the sampling grid elementwise,
+    torchvision with a ``bmm`` through MKL, whose AVX2 / AVX-512 / AMX paths round (fuse)
+    differently, so a grid coordinate can differ by an ulp. Where a coordinate sits on the
+    border between two source pixels (or on the image edge: in bounds on one side, fill on the
+    other) that ulp picks another pixel, all channels, anywhere in the value range. Elsewhere
+    the value is the same source pixel's: equal within float rounding. At most a handful of
+    positions per image may be ties (none seen here; at most 2 per image in the 224-px
+    RandomResizedCrop comparison of test_augment_policies.py); a wrong angle, centre or convention moves a large share of the pixels."""
     import torchvision.transforms.v2.functional as TF
     from torchvision.transforms import InterpolationMode
 
+    rounding, max_ties = 4 * torch.finfo(torch.float32).eps, 4
     g = generator_for(fill != 0)
     for k in range(60):
         size = (24, 32, 64)[k % 3]
         x = torch.rand(3, size, size, generator=g)
         angle = float(torch.rand((), generator=g)) * 30 - 15
         ref = TF.rotate(x, angle, interpolation=InterpolationMode.NEAREST, fill=fill)
-        assert torch.equal(rotate_nearest(x, angle, fill=fill), ref), (size, angle)
+        out = rotate_nearest(x, angle, fill=fill)
+        assert out.shape == ref.shape, (size, angle)
+        ties = ((out - ref).abs() > rounding).any(dim=0)     # positions with any channel off
+        assert int(ties.sum()) <= max_ties, (size, angle, int(ties.sum()))
+        assert bool(((out[:, ties] >= 0) & (out[:, ties] <= 1)).all()), (size, angle)
     x = torch.rand(3, 32, 32, generator=g)
     assert torch.equal(rotate_nearest(x, 0.0), x)
     assert not torch.equal(rotate_nearest(x, 5.0), x)

@@ -181,6 +181,7 @@ def test_guard_graph_released_and_grads_restored():
 
 # the two backends agree ------------------------------------------------------------------------------
 
+@pytest.mark.crosslib
 def test_backends_agree_on_the_same_model():
     model = conv_bn_net()
     before = copy.deepcopy(model.state_dict())

@@ -63,6 +63,7 @@ def test_perturbation_on_the_whole_train_split():
     assert out["perturbation"][0]["loss_mean"] == pytest.approx(loss, rel=1e-6)
 
 
+@pytest.mark.crosslib
 @pytest.mark.slow
 def test_acceptance_resnet8_digits_matches_independent_lanczos_and_hutchinson():
     """hessian.samples=256, top_k=3 on a ResNet-8 on digits, checked against scipy eigsh and a

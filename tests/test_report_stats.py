@@ -23,6 +23,7 @@ def _corr(method, corruption, severity):
                      for s in fx.SEEDS])
 
 
+@pytest.mark.crosslib
 def test_corruption_table_mean_std_and_paired_test_per_cell(results):
     df = R.corruption_table(results)
     assert set(df["family"]) == {"online", "self"}
@@ -44,6 +45,7 @@ def test_corruption_table_mean_std_and_paired_test_per_cell(results):
                                   "p (paired t)"]
 
 
+@pytest.mark.crosslib
 def test_bim_table_mean_std_and_paired_test_per_epsilon(results):
     df = R.bim_table(results)
     on = df[df["family"] == "online"]
@@ -79,6 +81,7 @@ def test_cells_summary_counts_cells(results):
             "not testable") in text
 
 
+@pytest.mark.crosslib
 def test_interval_table_needs_two_intervals(results, tmp_path):
     assert T.interval_table(results).empty      # one interval per spaced method
     rs = load_results(fx.write_results(tmp_path, methods=("baseline", "online", "spaced-online"),

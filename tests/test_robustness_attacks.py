@@ -28,6 +28,7 @@ def net_and_data():
     return model, x, y
 
 
+@pytest.mark.crosslib
 def test_fgsm_is_the_clipped_sign_step(net_and_data):
     model, x, y = net_and_data
     eps = 8 / 255

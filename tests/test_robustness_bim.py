@@ -111,6 +111,7 @@ def test_accuracy_ordering_and_eps_zero(setup):
                        "accuracy": accs[1]}
 
 
+@pytest.mark.crosslib
 def test_foolbox_matches_plain_torch_bim(setup):
     model, x, y = setup
     s = kurakin(2)

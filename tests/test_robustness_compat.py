@@ -87,6 +87,7 @@ def test_quirk_spatter_returns_nan_without_liquid():
                               IMAGE)
 
 
+@pytest.mark.crosslib
 def test_quirk_frost_reads_its_texture_on_every_call_memoised_bit_identically():
     reads = []
     counting = type("cv2", (), {"__getattr__": lambda self, n: getattr(cv2, n),
@@ -158,6 +159,7 @@ def test_package_tables_are_the_imagenet_c_ones():
     assert compat.severity_table_source("zoom_blur").startswith("[np.arange(1, 1.11, 0.01)")
 
 
+@pytest.mark.crosslib
 def test_cifar_c_table_changes_the_parameter():
     grey = np.full((32, 32, 3), 128, np.uint8)  # V = 128/255 in HSV
     inet = corrupt_image(grey, "brightness", 1, "imagenet-c", 0, 0)

@@ -74,6 +74,7 @@ def linf_maximum(H, w0, a, c, rho):
     return best
 
 
+@pytest.mark.crosslib
 @pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_worst_case_matches_the_analytic_maximiser(quad, adaptive, norm):
@@ -89,6 +90,7 @@ def test_worst_case_matches_the_analytic_maximiser(quad, adaptive, norm):
     assert torch.equal(model.w.detach(), w0)                        # weights restored exactly
 
 
+@pytest.mark.crosslib
 def test_m_sharpness_averages_the_per_batch_maxima(quad):
     """Each batch of m samples gets its own worst perturbation: the value is the mean of the
     per-batch maxima, which exceeds the maximum of the mean loss."""
@@ -165,6 +167,7 @@ class Threshold(nn.Module):
         return torch.cat([z, torch.zeros_like(z)], dim=1)
 
 
+@pytest.mark.crosslib
 def test_pacbayes_sigma_brackets_the_known_drop():
     data = torch.utils.data.TensorDataset(torch.ones(4, 1), torch.zeros(4, dtype=torch.long))
     batches = first_samples(data, 4, 4, torch.device("cpu"))

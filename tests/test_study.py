@@ -13,6 +13,7 @@ from flatkd.study.measures import load, rows
 from flatkd.study.tau import bootstrap_ci, granulated, kendall, tau_b
 
 
+@pytest.mark.crosslib
 def test_tau_b_equals_scipy_with_ties():
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -27,6 +28,7 @@ def test_tau_b_equals_scipy_with_ties():
     assert tau_b(np.ones(5), np.arange(5.0)) == 0.0       # constant: no ranking information
 
 
+@pytest.mark.crosslib
 def test_bootstrap_interval_equals_scipy_on_the_same_resamples():
     rng = np.random.default_rng(1)
     x = rng.normal(size=15)
@@ -40,6 +42,7 @@ def test_bootstrap_interval_equals_scipy_on_the_same_resamples():
     assert got[0] < kendall(x, y)[0] < got[1]
 
 
+@pytest.mark.crosslib
 def test_granulated_tau_by_hand():
     rows_ = [{"dataset": "d", "network": "n", "model": "student", "method": m, "interval": None,
               "seed": s} for s in (0, 1, 2) for m in ("a", "b", "c")]

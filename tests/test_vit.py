@@ -35,6 +35,7 @@ def test_transformers_at_32_px_keep_a_real_token_grid(arch, dim):
     assert not any(n.startswith("net.pos_embed") and p.shape[1] == 5 for n, p in net.named_parameters())
 
 
+@pytest.mark.crosslib
 def test_224_mode_upsamples_inside_the_model():
     net = build("deit_tiny", img_size=224).eval()
     assert net.net.patch_embed.grid_size == (14, 14)
@@ -120,6 +121,7 @@ def test_randaugment_erasing_replays_pixel_equal_and_leaves_global_rngs_alone():
     assert "RandAugment(rand-m9-mstd0.5-inc1)" in aug.describe()
 
 
+@pytest.mark.crosslib
 def test_posterize_to_zero_bits_gives_the_black_image_old_pillow_gave():
     from PIL import Image
     from flatkd.datasets.timm_augment import posterize_compat

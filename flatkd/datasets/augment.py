@@ -13,9 +13,12 @@ them. Ops follow the official code's torchvision pipeline, in this order:
 * ``RandomHorizontalFlip(p=0.5)`` — only where a flip keeps the label (not digits);
 * ``RandomRotation(15)`` — optional (CIFAR online KD): angle uniform in [−15°, 15°],
   nearest-neighbour, zero fill (torchvision's defaults). Computed by :func:`rotate_nearest`,
-  pixel-equal to ``torchvision.transforms.v2.functional.rotate`` (a test pins this) but
-  without its 1-row ``bmm``: on a loaded 2-core machine that BLAS call waits for threads and
-  took 1.5–24 ms per 32 px image instead of ≈ 0.15 ms.
+  the same sampling as ``torchvision.transforms.v2.functional.rotate`` but without its 1-row
+  ``bmm``: on a loaded 2-core machine that BLAS call waits for threads and took 1.5–24 ms per
+  32 px image instead of ≈ 0.15 ms. The two grids can differ by one float32 ulp (MKL's
+  AVX-512 ``bmm`` vs elementwise products), which moves a pixel whose source coordinate is a
+  nearest-neighbour tie (x.5) to the neighbouring source pixel; a test pins equality up to
+  such ties (a few pixels per image) on every instruction set.
 
 Random draws per call, in order: 2 integers (crop top, left), then 1 uniform (flip) if
 ``hflip``, then 1 uniform (angle) if ``rotation > 0``.
