@@ -21,7 +21,7 @@ import torch
 from . import config as cfgmod
 from . import datasets, provenance
 from .checkpoint import Checkpoint, load_checkpoint
-from .errors import FlatkdError
+from .errors import FlatkdError, did_you_mean
 from .flatness.config import HessianConfig, PerturbationConfig
 from .io import writable_target, write_json
 from .landscape.config import LandscapeConfig
@@ -43,9 +43,20 @@ class EvalConfig:
         of this size.
     data_root: folder holding the dataset files; unset: the one recorded in the checkpoint.
     cache_dir: cache of corrupted test sets; unset: $FLATKD_CACHE or ~/.cache/flatkd.
+    bn: BatchNorm statistics every suite measures with: recalibrate (default: on a copy of the
+        network, reset every BatchNorm's running statistics and re-estimate them as a
+        cumulative average over the first bn_samples un-augmented training images, no gradient
+        — statistics that match the weights) or as-saved (the checkpoint's running statistics,
+        an average over earlier weights). The checkpoint file is never changed; the result's
+        bn section gives test accuracy and eval-mode train loss before and after.
+    bn_samples: training images of the recalibration, taken in order from the start of the
+        un-augmented train split, in batches of batch_size (default 50000: the whole split of
+        CIFAR; digits has 1,437).
     """
     seed: int = 0
     batch_size: int = 256
+    bn: str = "recalibrate"
+    bn_samples: int = 50000
     data_root: Optional[str] = None
     cache_dir: Optional[str] = None      # corrupted test sets; default $FLATKD_CACHE or ~/.cache/flatkd
     hessian: HessianConfig = field(default_factory=HessianConfig)
@@ -71,6 +82,15 @@ class EvalContext:
     def dataset(self, split: str):
         root = self.cfg.data_root or self.checkpoint.config.get("data_root")
         return datasets.get(self.checkpoint.dataset, split, root=root)
+
+    def same_statistics(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``net`` (another network the suites compare with, e.g. a landscape path partner)
+        with the BatchNorm treatment of the evaluated network (``cfg.bn``); returned."""
+        if self.cfg.bn == "recalibrate":
+            from .batchnorm import recalibrate
+            recalibrate(net, self.dataset("train"), samples=self.cfg.bn_samples,
+                        batch_size=self.cfg.batch_size, device=self.device, dist=self.dist)
+        return net
 
     @property
     def cache_dir(self) -> Path:
@@ -116,7 +136,8 @@ def _landscape(ctx: EvalContext) -> dict:
     from .landscape.suite import run_landscape
     return run_landscape(ctx.model, ctx.dataset("train"), ctx.cfg.landscape, seed=ctx.cfg.seed,
                          device=ctx.device, batch_size=ctx.cfg.batch_size,
-                         progress=ctx.progress, model_name=ctx.model_name)
+                         progress=ctx.progress, model_name=ctx.model_name,
+                         prepare=ctx.same_statistics)
 
 
 def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
@@ -124,6 +145,46 @@ def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
             "robustness": [cfg.robustness.validate],
             "sharpness": [cfg.sharpness.validate, cfg.pacbayes.validate, cfg.layers.validate],
             "landscape": [cfg.landscape.validate]}
+
+
+BN_MODES = ("recalibrate", "as-saved")
+
+
+def _validate_common(cfg: EvalConfig) -> None:
+    if cfg.bn not in BN_MODES:
+        raise FlatkdError(f"bn: {cfg.bn!r} is not valid; valid choices: {', '.join(BN_MODES)}"
+                          + did_you_mean(cfg.bn, list(BN_MODES)))
+    for key in ("bn_samples", "batch_size"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FlatkdError(f"{key} must be an integer ≥ 1, got {value!r}")
+
+
+def _batchnorm(ctx: "EvalContext") -> dict:
+    """Recalibrate ``ctx.model``'s BatchNorm statistics (``cfg.bn``) and describe what changed:
+    clean test accuracy and eval-mode train loss on the recalibration sample, as saved and
+    after. Runs before every suite, so all of them measure the same network."""
+    from . import batchnorm as BN
+    cfg = ctx.cfg
+    if cfg.bn == "as-saved":
+        return {"mode": "as-saved"}
+    if not BN.bn_layers(ctx.model):
+        return {"mode": "none", "note": "no BatchNorm layer with running statistics: nothing "
+                "to recalibrate"}
+    train, test = ctx.dataset("train"), ctx.dataset("test")
+    n = min(cfg.bn_samples, len(train))
+
+    def measured() -> dict:
+        acc, _ = BN.accuracy_and_loss(ctx.model, test, len(test), cfg.batch_size, ctx.device,
+                                      ctx.dist)
+        train_acc, loss = BN.accuracy_and_loss(ctx.model, train, n, cfg.batch_size, ctx.device,
+                                               ctx.dist)
+        return {"test_accuracy": acc, "train_loss": loss, "train_accuracy": train_acc}
+
+    before = measured()
+    ctx.same_statistics(ctx.model)
+    return {"mode": "recalibrate", "samples": n, "batch_size": cfg.batch_size,
+            "layers": len(BN.bn_layers(ctx.model)), "as_saved": before, "recalibrated": measured()}
 
 
 def suite_names(suite: str) -> list[str]:
@@ -161,6 +222,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     if out is not None:
         writable_target(out, "result file")
     cfg = resolve_config(config_file, overrides)
+    _validate_common(cfg)
     for name in names:
         for check in _validators(cfg).get(name, []):
             check()
@@ -180,6 +242,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
                        "interval": ck.raw.get("state", {}).get("interval_epochs"),
                        "epochs": ck.epoch},
     }
+    result["bn"] = _batchnorm(ctx)
     for name in names:
         result[name] = SUITES.get(name)(ctx)
     prov = provenance.collect(seed=cfg.seed, settings=cfgmod.to_plain(cfg), suites=names,

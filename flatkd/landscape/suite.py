@@ -13,6 +13,8 @@ Section layout::
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -24,10 +26,13 @@ from .path import check_compatible, linear_path
 from .slices import slices
 
 
-def partner_network(path: str, model_name: str, device: torch.device) -> tuple[nn.Module, dict]:
-    """The network ``model_name`` of checkpoint ``path`` and its identity for the result."""
+def partner_network(path: str, model_name: str, device: torch.device,
+                    prepare: Callable[[nn.Module], nn.Module] = lambda net: net
+                    ) -> tuple[nn.Module, dict]:
+    """The network ``model_name`` of checkpoint ``path`` — given the evaluated network's
+    BatchNorm treatment by ``prepare`` — and its identity for the result."""
     ck = load_checkpoint(path)
-    net = ck.build_model(model_name).to(device)
+    net = prepare(ck.build_model(model_name).to(device))
     ident = {"path": str(path), "sha256": ck.sha256, "method": ck.method, "arch": ck.arch,
              "dataset": ck.dataset, "model": model_name, "seed": ck.config.get("seed"),
              "interval": ck.raw.get("state", {}).get("interval_epochs")}
@@ -36,13 +41,15 @@ def partner_network(path: str, model_name: str, device: torch.device) -> tuple[n
 
 def run_landscape(model: nn.Module, train_set: Dataset, cfg: LandscapeConfig, *, seed: int,
                   device: torch.device, batch_size: int, progress: bool,
-                  model_name: str = "student") -> dict:
+                  model_name: str = "student",
+                  prepare: Callable[[nn.Module], nn.Module] = lambda net: net) -> dict:
     """The ``landscape`` section for ``model`` (already on ``device``); same seed → identical
-    output; the model comes back unchanged."""
+    output; the model comes back unchanged. ``prepare`` gives the path partner the BatchNorm
+    treatment ``model`` had (the evaluator's ``bn`` setting)."""
     cfg.validate()
     partner = None
     if cfg.path_to is not None:                 # a bad partner fails before any work
-        partner = partner_network(cfg.path_to, model_name, device)
+        partner = partner_network(cfg.path_to, model_name, device, prepare)
         check_compatible(model, partner[0], f"landscape.path_to={cfg.path_to}")
     n = min(cfg.samples, len(train_set))
     batches = first_samples(train_set, n, batch_size, device)

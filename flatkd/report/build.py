@@ -93,15 +93,36 @@ def results_index(results: Iterable[Result]) -> pd.DataFrame:
                          "accuracy": T.METRICS.get("accuracy").extract(r),
                          "hessian_trace": T.METRICS.get("hessian_trace").extract(r),
                          "top_eigenvalue": T.METRICS.get("top_eigenvalue").extract(r),
-                         "sections": "+".join(s for s in ("flatness", "robustness") if s in r.data)})
+                         "sections": "+".join(s for s in ("flatness", "robustness") if s in r.data),
+                         "bn": bn_mode(r)})
     return pd.DataFrame(rows)
+
+
+def bn_mode(r: Result) -> str:
+    """How the result's network had its BatchNorm statistics: ``recalibrate``, ``as-saved``,
+    ``none`` (no BatchNorm), or ``as-saved`` for results written before the mode was recorded."""
+    return (r.data.get("bn") or {}).get("mode", "as-saved")
+
+
+def bn_note(results: Iterable[Result]) -> list[str]:
+    """A warning paragraph when some results measured the checkpoints' saved BatchNorm
+    statistics (an average over earlier weights), naming how many."""
+    stale = [r for r in results if bn_mode(r) == "as-saved"]
+    if not stale:
+        return []
+    return [f"**BatchNorm statistics as saved in {len(stale)} of the results** (not "
+            "recalibrated: written before recalibration existed, or with `bn=as-saved`). Their "
+            "eval-mode numbers measure the checkpoint's running statistics — an average over "
+            "earlier weights — as much as the weights; re-evaluate with the default "
+            "`bn=recalibrate` before drawing conclusions from them.", ""]
 
 
 def _index_display(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby(["dataset", "arch", "method", "interval", "model"], dropna=False, sort=False)
     return pd.DataFrame([{"Dataset": d, "Arch": a, "Method": m, "s": fmt_interval(s), "Model": mo,
                           "Seeds": ", ".join(str(x) for x in sub["seed"] if x is not None) or "—",
-                          "Sections": ", ".join(sorted(set(sub["sections"])))}
+                          "Sections": ", ".join(sorted(set(sub["sections"]))),
+                          "BatchNorm": ", ".join(sorted(set(sub["bn"])))}
                          for (d, a, m, s, mo), sub in g])
 
 
@@ -242,7 +263,8 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     bar = _progress(6 + len(jobs) + len(cells) + bool(curves), progress)
 
     md = ["# flatkd report", "",
-          f"{len(results)} result files, {len(group(results))} configurations.", ""]
+          f"{len(results)} result files, {len(group(results))} configurations.", "",
+          *bn_note(results)]
     index = results_index(results)
     md += ["## Runs", "", _write_table(out, "runs", index, _index_display(index), written)]
     bar.update()

@@ -1,0 +1,117 @@
+"""BatchNorm statistics that match the weights: re-estimation before a network is measured.
+
+A BatchNorm layer's running mean and variance are an exponential average over the training
+batches of *earlier* weights (momentum 0.1: roughly the last 10 steps). After a large
+learning-rate step, or for a frozen teacher that keeps updating them in train mode during
+spaced replay, they no longer describe the final weights, and every eval-mode number —
+accuracy, Hessian, perturbation curves — then measures the stale statistics rather than the
+trained function. :func:`recalibrate` re-estimates them for the weights as they are: the
+cumulative average, over the batches of a fixed un-augmented sample, of each batch's mean and
+unbiased variance — what ``torch.optim.swa_utils.update_bn`` computes (momentum None). It is
+written here for three measured reasons: only the BatchNorm layers run in train mode
+(``update_bn`` switches the whole network, so dropout and drop-path would perturb the statistics);
+the per-batch statistics are summed in float64 in batch order (``update_bn``'s float32
+running update drifts by ~1e-7 relative over a few hundred batches); and under torchrun each
+rank computes its share of the batches and the ranks exchange them, so every rank ends with the
+bits one process computes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from .training import distributed
+
+
+def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``model`` that keep running statistics."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def _batches(dataset, n: int, batch_size: int, dist: distributed.DistContext):
+    """(global batch index, x, y) of this rank's share of the first ``n`` samples, in batches
+    that start where the single-process batches start
+    (:func:`~flatkd.training.distributed.batch_range`)."""
+    share = distributed.batch_range(n, batch_size, dist)
+    first = share.start // batch_size
+    loader = DataLoader(Subset(dataset, share), batch_size=batch_size)
+    return ((first + i, x, y) for i, (x, y) in enumerate(loader))
+
+
+def _in_batch_order(per_batch: torch.Tensor, dist: distributed.DistContext) -> torch.Tensor:
+    """``per_batch`` [B, ...] holds this rank's batches (zeros elsewhere): every rank's rows,
+    summed over the batches in batch order (adding the other ranks' zeros is exact, so the
+    result has the bits of one process)."""
+    if dist.enabled:
+        per_batch = per_batch.to(dist.collective_device)
+        distributed.sum_tensors_([per_batch], dist)
+    return per_batch.sum(0).cpu()
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, dataset, *, samples: int, batch_size: int,
+                device: torch.device, dist: distributed.DistContext = distributed.DistContext()
+                ) -> int:
+    """Replace every BatchNorm's running statistics of ``model`` (in place) by the average,
+    over the batches of the first ``samples`` items of ``dataset`` (un-augmented
+    ``(image [3, H, W], label)``, batches of ``batch_size``), of each batch's per-channel mean
+    and unbiased variance of the layer's input; BatchNorm in train mode, everything else in
+    eval mode, no gradient; ``num_batches_tracked`` = the number of batches. Modes are
+    restored. Returns the number of samples used (``min(samples, len(dataset))``)."""
+    layers = bn_layers(model)
+    n = min(samples, len(dataset))
+    n_batches = -(-n // batch_size)
+    sums = [torch.zeros(2, n_batches, m.num_features, dtype=torch.float64, device=device)
+            for m in layers]
+    current = [0]
+
+    def record(i: int):
+        def hook(module, inputs):
+            x = inputs[0].detach().double().transpose(0, 1).reshape(module.num_features, -1)
+            sums[i][0, current[0]] = x.mean(1)
+            sums[i][1, current[0]] = x.var(1, unbiased=True)
+        return hook
+
+    modes = [(m, m.training) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(record(i)) for i, m in enumerate(layers)]
+    model.eval()
+    for m in layers:
+        m.train()
+    try:
+        for index, x, _ in _batches(dataset, n, batch_size, dist):
+            current[0] = index
+            model(x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+    for m, s in zip(layers, sums):
+        total = _in_batch_order(s.transpose(0, 1).contiguous(), dist) / n_batches
+        m.running_mean.copy_(total[0].to(m.running_mean.device))
+        m.running_var.copy_(total[1].to(m.running_var.device))
+        m.num_batches_tracked.fill_(n_batches)
+    return n
+
+
+@torch.no_grad()
+def accuracy_and_loss(model: nn.Module, dataset, n: int, batch_size: int, device: torch.device,
+                      dist: distributed.DistContext = distributed.DistContext()
+                      ) -> tuple[float, float]:
+    """Eval-mode top-1 accuracy (fraction) and mean cross-entropy (nats) over the first ``n``
+    samples of ``dataset``; per-batch sums combined in batch order over the ranks (the bits of
+    one process). The training flag is restored."""
+    was_training = model.training
+    model.eval()
+    per_batch = torch.zeros(-(-n // batch_size), 2, dtype=torch.float64)
+    for index, x, y in _batches(dataset, n, batch_size, dist):
+        logits = model(x.to(device)).float()
+        y = torch.as_tensor(y).to(logits.device)
+        per_batch[index, 0] = float((logits.argmax(1) == y).sum())
+        per_batch[index, 1] = float(nn.functional.cross_entropy(logits, y, reduction="sum")
+                                    .double())
+    model.train(was_training)
+    correct, loss = (float(v) for v in _in_batch_order(per_batch, dist))
+    return correct / n, loss / n
