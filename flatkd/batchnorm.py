@@ -10,8 +10,9 @@ cumulative average, over the batches of a fixed un-augmented sample, of each bat
 unbiased variance — what ``torch.optim.swa_utils.update_bn`` computes (momentum None). It is
 written here for three measured reasons: only the BatchNorm layers run in train mode
 (``update_bn`` switches the whole network, so dropout and drop-path would perturb the statistics);
-the per-batch statistics are summed in float64 in batch order (``update_bn``'s float32
-running update drifts by ~1e-7 relative over a few hundred batches); and under torchrun each
+each batch's statistics (BatchNorm's own, read from its buffers with momentum 1, so the
+pass costs what a train-mode forward costs) are summed in float64 in batch order
+(``update_bn``'s running update re-rounds the average at every batch); and under torchrun each
 rank computes its share of the batches and the ranks exchange them, so every rank ends with the
 bits one process computes.
 """
@@ -65,27 +66,22 @@ def recalibrate(model: nn.Module, dataset, *, samples: int, batch_size: int,
     n_batches = -(-n // batch_size)
     sums = [torch.zeros(2, n_batches, m.num_features, dtype=torch.float64, device=device)
             for m in layers]
-    current = [0]
-
-    def record(i: int):
-        def hook(module, inputs):
-            x = inputs[0].detach().double().transpose(0, 1).reshape(module.num_features, -1)
-            sums[i][0, current[0]] = x.mean(1)
-            sums[i][1, current[0]] = x.var(1, unbiased=True)
-        return hook
-
     modes = [(m, m.training) for m in model.modules()]
-    handles = [m.register_forward_pre_hook(record(i)) for i, m in enumerate(layers)]
+    momenta = [m.momentum for m in layers]
     model.eval()
     for m in layers:
+        m.reset_running_stats()      # finite start: 0·old + 1·batch is then exact
         m.train()
+        m.momentum = 1.0             # the running buffers then hold exactly the batch's statistics
     try:
         for index, x, _ in _batches(dataset, n, batch_size, dist):
-            current[0] = index
             model(x.to(device))
+            for m, s in zip(layers, sums):
+                s[0, index] = m.running_mean
+                s[1, index] = m.running_var
     finally:
-        for h in handles:
-            h.remove()
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
         for m, training in modes:
             m.training = training
     for m, s in zip(layers, sums):
