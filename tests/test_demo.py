@@ -29,3 +29,79 @@ def test_demo_writes_report_and_reuses_finished_steps(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert time.perf_counter() - start < first_s / 3
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())     # nothing redone
+
+
+# ---------------------------------------------------------------- progress and reuse (fast)
+@pytest.fixture
+def tiny_demo(tmp_path, monkeypatch):
+    """The demo with two tiny trainings and stand-ins for evaluation and the report; returns
+    (run, calls, out): ``run(capsys)`` runs it into ``out`` and returns (stdout, overall bar)."""
+    from tqdm.auto import tqdm
+
+    import flatkd.report
+    from flatkd import demo
+    from flatkd.provenance import sha256_of
+
+    calls = {"evaluate": [], "report": 0}
+    real = demo.train_config
+
+    def tiny(method, interval):
+        cfg = real(method, interval)
+        cfg.epochs, cfg.train_subset, cfg.test_subset = 2, 48, 32     # 3 steps/epoch
+        return cfg
+
+    def evaluate(ckpt, suites, *, config_file, out, progress):
+        calls["evaluate"].append(ckpt.parent.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"checkpoint": {"sha256": sha256_of(ckpt)}}))
+
+    def report(results, out_dir, progress=False):
+        calls["report"] += 1
+
+    bars = []
+
+    class Bar(tqdm):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            bars.append(self)
+
+    monkeypatch.setattr(demo, "RUNS", {"baseline": None, "spaced-online": 0.5})
+    monkeypatch.setattr(demo, "train_config", tiny)
+    monkeypatch.setattr(demo, "evaluate", evaluate)
+    monkeypatch.setattr(demo, "tqdm", Bar)
+    monkeypatch.setattr(flatkd.report, "build_report", report)
+
+    def run(capsys):
+        bars.clear()
+        demo.run_demo(tmp_path / "demo", progress=True)
+        return capsys.readouterr().out, bars[0]
+
+    return run, calls, tmp_path / "demo"
+
+
+def test_demo_overall_bar_counts_updates_and_a_rerun_says_reused(tiny_demo, capsys):
+    from flatkd import demo
+
+    run, calls, out = tiny_demo
+    first, bar = run(capsys)
+    # baseline 6 updates, spaced-online 6 teacher + 6 replayed student updates; 2 evaluations
+    assert bar.total == bar.n == 6 + 12 + 2 * demo.EVAL_WORK + demo.REPORT_WORK
+    assert "[1/5] train baseline (resnet8 on digits, 6 updates)" in first
+    assert "[3/5] train spaced-online (resnet8 on digits, 12 updates)" in first
+    assert "[4/5] evaluate spaced-online: flatness + robustness" in first
+    assert "reused" not in first and calls["evaluate"] == ["baseline", "spaced-online"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    second, bar = run(capsys)
+    assert second.count("reused") == 4 and "[5/5] build the report" in second
+    assert "[1/5] train baseline: reused" in second
+    assert "[4/5] evaluate spaced-online: reused" in second
+    assert "flatness + robustness" not in second and "updates" not in second
+    assert calls["evaluate"] == ["baseline", "spaced-online"] and calls["report"] == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())     # nothing redone
+    assert bar.total == bar.n == demo.REPORT_WORK
+
+    (out / "results" / "baseline.json").unlink()                         # one result missing
+    third, bar = run(capsys)
+    assert "[2/5] evaluate baseline: flatness + robustness" in third and third.count("reused") == 3
+    assert bar.total == bar.n == demo.EVAL_WORK + demo.REPORT_WORK

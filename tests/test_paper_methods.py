@@ -220,7 +220,8 @@ def _fake_run(root, method, seed, acc, interval=None, config=None, options=None)
     tag = json.dumps([method, interval, config, options], sort_keys=True)
     stem = f"{method}-{abs(hash(tag)) % 10**8}-s{seed}"
     res = _result("online", seed, root)
-    res["checkpoint"] |= {"method": method, "interval": interval, "path": str(root / f"{stem}.pt")}
+    res["checkpoint"] |= {"method": method, "interval": interval, "path": str(root / f"{stem}.pt"),
+                          "sha256": stem}
     res["robustness"]["clean_accuracy"] = acc
     (root / f"{stem}.json").write_text(json.dumps(res))
     checkpoint.save(root / f"{stem}.pt", {

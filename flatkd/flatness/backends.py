@@ -66,10 +66,14 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
     trace (``deflated``: Σα exact + Hutchinson on the rest with ``trace_hvps`` − steps, at least
     15, projected probes; the run goes on while a step lowers the trace's variance more than a
     probe would; the trace's n_hvp counts the shared steps). The start vector is independent of
-    the probes: unbiased. The progress bar's total is the planned number of products, exact once
-    the shared run has ended. ``trace_estimator=auto`` is resolved on the model first
-    (:func:`~flatkd.flatness.trace.resolve_estimator`: the exact ``gauss-newton`` trace for
-    piecewise-linear networks, which spends no products, else ``deflated``).
+    the probes: unbiased. The progress bar counts products; its total is the planned number,
+    exact once the shared run has ended. The run's length depends on convergence (it may go on
+    past the ``slq_steps`` the plan assumes, up to max_iter, or trace_hvps for the deflated
+    trace), so while it goes on the total is at least the plan for a run one step longer than
+    the steps taken: the count never passes the total. ``trace_estimator=auto`` is resolved on
+    the model first (:func:`~flatkd.flatness.trace.resolve_estimator`: the exact
+    ``gauss-newton`` trace for piecewise-linear networks, which spends no products, else
+    ``deflated``).
     """
     with preserved(model):
         set_bn_mode(model, cfg.bn_mode)
@@ -80,6 +84,11 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
             guess = min(max(cfg.slq_steps, cfg.top_k + 2), op.dim)
             with tqdm(total=planned_products(cfg, name, op.dim, guess),
                       desc="hessian-vector products", disable=not progress, leave=False) as bar:
+                def shared_matvec(v: torch.Tensor) -> torch.Tensor:
+                    # the shared run outlasting the plan raises the total, never past the count
+                    bar.total = max(bar.total, planned_products(cfg, name, op.dim, bar.n + 1))
+                    return matvec(v)
+
                 def matvec(v: torch.Tensor) -> torch.Tensor:
                     bar.update(1)
                     return op.matvec(v)
@@ -87,7 +96,7 @@ def native(model: nn.Module, batches: Batches, cfg: HessianConfig, *, seed: int,
                 common = {"dtype": op.dtype, "device": op.device}
                 gen = _generator(seed, "eigenvalues")
                 extend = estimator.krylov(cfg.trace_hvps, op.dim) if estimator.krylov else None
-                run = top_eigen_run(matvec, rademacher(op.dim, gen, **common), cfg.top_k,
+                run = top_eigen_run(shared_matvec, rademacher(op.dim, gen, **common), cfg.top_k,
                                     tol=cfg.tol, max_iter=cfg.max_iter, generator=gen,
                                     min_steps=cfg.slq_steps, extend=extend,
                                     extend_max=cfg.trace_hvps if extend else 0)

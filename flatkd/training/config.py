@@ -149,6 +149,20 @@ class VitConfig:
 
 
 @dataclass
+class LogConfig:
+    """Training curves beyond metrics.csv (flatkd/training/tb_log.py lists the tags).
+
+    tensorboard: write TensorBoard events under OUT/tb/ (per-update losses by role, learning
+        rate, per-epoch test accuracies, replays; view with tensorboard --logdir OUT/tb); unset:
+        on when the tensorboard package is installed (pip install 'flatkd[tensorboard]').
+    wandb: also log the same curves to Weights & Biases (needs the wandb package; never on by
+        default).
+    """
+    tensorboard: Optional[bool] = None
+    wandb: bool = False
+
+
+@dataclass
 class TrainConfig:
     """One training run. Defaults are the paper's ResNet settings; a dataset preset, a YAML file
     and ``--set`` overrides are applied on top, in that order.
@@ -194,6 +208,7 @@ class TrainConfig:
         architecture's recipe, e.g. recipes/vit.yaml).
     scaled: filled in by flatkd: schedule lengths of the recipe rescaled to a run of another
         length (the warm-up keeps its fraction of the run unless set with --set).
+    log: training curves for TensorBoard / W&B (log.tensorboard, log.wandb).
     """
     method: str = "baseline"
     arch: str = "resnet18"
@@ -240,6 +255,7 @@ class TrainConfig:
     stablekd: StableKDConfig = field(default_factory=StableKDConfig)
     dkd: DKDConfig = field(default_factory=DKDConfig)
     at: ATConfig = field(default_factory=ATConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def validate(self) -> None:
         """Refuse values no run can use, naming the key and the valid range."""

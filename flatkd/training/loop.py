@@ -29,6 +29,7 @@ from ..io import writable_target, write_text
 from .batches import BatchSpec, Materializer, batches_per_epoch, epoch_specs
 from .config import TrainConfig
 from . import distributed
+from . import tb_log
 from .compile_compat import compile_network
 from .methods import METHODS, Method, Update
 from .methods.base import stage_index
@@ -36,7 +37,8 @@ from .methods.base import stage_index
 CHECKPOINT_NAME = "checkpoint.pt"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: settings --resume may change: they do not alter what is computed (data_root: the data moved)
-RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download")
+RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download",
+                     "log.tensorboard", "log.wandb")
 ROTATION_DATASETS = ("cifar10", "cifar100")   # official CIFAR online-KD pipeline: + RandomRotation(15)
 
 OnUpdate = Callable[["Trainer", Update, torch.Tensor, torch.Tensor], None]
@@ -50,6 +52,14 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise FlatkdError(f"unknown device {name!r}; valid choices: auto, cpu, cuda")
     return torch.device(name)
+
+
+def loss_key(logs: dict) -> Optional[str]:
+    """Which of a method's logs is the update's own loss: ``loss`` (the student's) or the
+    ``<network>_loss`` of another network (teacher_loss, peer1_loss, …); None if neither."""
+    if "loss" in logs:
+        return "loss"
+    return next((k for k in logs if k.endswith("_loss")), None)
 
 
 def interval_steps(interval_epochs: float, n_batches: int) -> int:
@@ -68,7 +78,12 @@ class _Subset(torch.utils.data.Subset):
 
 
 class Trainer:
-    """Train ``cfg`` into ``out_dir`` (``checkpoint.pt``, ``metrics.csv``, ``config.yaml``)."""
+    """Train ``cfg`` into ``out_dir`` (``checkpoint.pt``, ``metrics.csv``, ``config.yaml``, and
+    TensorBoard events in ``tb/`` under ``log.tensorboard``: :mod:`flatkd.training.tb_log`).
+
+    ``progress``: one bar per epoch counting optimizer updates, replays included (its total from
+    :meth:`Method.count_updates`), showing each role's running loss over the epoch so far.
+    """
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                  progress: bool = True, on_update: Optional[OnUpdate] = None):
@@ -136,6 +151,11 @@ class Trainer:
         self._counts: dict[str, int] = defaultdict(int)
         self.provenance = provenance.collect(seed=cfg.seed, device=str(self.device),
                                              world_size=self.dist.world_size)
+        self.tensorboard = tb_log.resolve_tensorboard(cfg.log.tensorboard)
+        self.wandb = tb_log.resolve_wandb(cfg.log.wandb)
+        self._curves: Optional[tb_log.Curves] = None      # open while run() trains (rank 0)
+        self._bar = None                                  # the epoch's progress bar, if shown
+        self._role_losses: dict[str, list] = {}           # role → [sum, count] this epoch (bar)
         if resume:
             self._restore(ckpt.read(self.ckpt_path))
 
@@ -187,28 +207,56 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.yaml", yaml.safe_dump(self._record(), sort_keys=False))
-        for epoch in range(self.epoch + 1, self.total_epochs + 1):
-            self._train_epoch(epoch)
+            if self.tensorboard or self.wandb:
+                self._curves = tb_log.Curves(self.out, tensorboard=self.tensorboard,
+                                             wandb=self.wandb, first_step=self.step + 1,
+                                             record=self._record())
+        try:
+            for epoch in range(self.epoch + 1, self.total_epochs + 1):
+                self._train_epoch(epoch)
+        finally:
+            if self._curves is not None:
+                self._curves.close()
+                self._curves = None
         return self.ckpt_path
+
+    def _epoch_specs(self, epoch: int) -> list[BatchSpec]:
+        """The batches of ``epoch`` not trained yet (all of them but after a mid-epoch resume)."""
+        return [s for s in epoch_specs(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
+                                       epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
+
+    def planned_updates(self) -> int:
+        """Optimizer updates :meth:`run` has left to do (replays included), from the method's
+        schedule (:meth:`Method.count_updates`; nothing is trained or changed)."""
+        specs = [s for e in range(self.epoch + 1, self.total_epochs + 1)
+                 for s in self._epoch_specs(e)]
+        return self.method.count_updates(specs, final=bool(specs))
 
     def _train_epoch(self, epoch: int) -> None:
         for m in self.method.nets.modules.values():
             m.train()
-        specs = [s for s in epoch_specs(len(self.train_set), self.cfg.batch_size, self.cfg.seed,
-                                        epoch, (epoch - 1) * self.bpe + 1) if s.step > self.step]
-        bar = tqdm(total=len(specs), desc=f"{self.cfg.method} epoch {epoch}/{self.total_epochs}",
-                   disable=not (self.progress and self.dist.is_main), leave=False, unit="batch")
+        specs = self._epoch_specs(epoch)
+        final = epoch == self.total_epochs and bool(specs)     # finish() runs after the last
+        show = self.progress and self.dist.is_main
+        # one tick per optimizer update (replays included): the total comes from the schedule
+        self._bar = tqdm(total=self.method.count_updates(specs, final) if show else None,
+                         desc=f"{self.cfg.method} epoch {epoch}/{self.total_epochs}",
+                         disable=not show, leave=False, unit="update")
+        self._role_losses = {}
         for spec, (_, x, y) in zip(specs, self._materialize(specs, self._main_stream)):
+            replays = len(self.method.replay_steps)
             self._run_updates(self.method.schedule(spec), spec, x, y)
             self.step = spec.step
-            if epoch == self.total_epochs and spec is specs[-1]:
+            if final and spec is specs[-1]:
                 self._run_updates(self.method.finish(), None, None, None)
-            bar.update(1)
-            bar.set_postfix(loss=f"{self._sums['loss'] / max(self._counts['loss'], 1):.3f}")
+            if self._curves is not None:
+                n = len(self.method.replay_steps)
+                self._curves.batch(spec.step, self.lr_at(spec.step), n if n > replays else None)
             if self.cfg.checkpoint_every and spec.step % self.cfg.checkpoint_every == 0 \
                     and spec is not specs[-1]:
                 self._save(epoch - 1)
-        bar.close()
+        self._bar.close()
+        self._bar = None
         self._end_epoch(epoch)
 
     def _run_updates(self, updates: list[Update], spec: BatchSpec | None, x, y) -> None:
@@ -262,6 +310,24 @@ class Trainer:
         for k, v in logs.items():
             self._sums[k] += v
             self._counts[k] += 1
+        key = loss_key(logs)
+        if self._curves is not None:
+            self._curves.update(u.role, u.spec.step, logs, key)
+        if self._bar is not None:
+            self._tick(u.role, logs.get(key))
+
+    def _tick(self, role: str, loss: Optional[float]) -> None:
+        """Advance the epoch's bar by one update; show each role's running loss this epoch
+        (only roles that have computed one: never a placeholder)."""
+        if self._bar.disable:
+            return
+        if loss is not None:
+            acc = self._role_losses.setdefault(role, [0.0, 0])
+            acc[0] += loss
+            acc[1] += 1
+        self._bar.set_postfix_str(" ".join(f"{r}={s / n:.3f}" for r, (s, n)
+                                           in self._role_losses.items()), refresh=False)
+        self._bar.update(1)
 
     def _end_epoch(self, epoch: int) -> None:
         keys = sorted(self._sums)                           # the same updates ran on every rank
@@ -277,6 +343,8 @@ class Trainer:
             row.update(self._test_accuracies())
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
+        if self._curves is not None:
+            self._curves.epoch(row)
         self._sums.clear()
         self._counts.clear()
         self._save(epoch)
@@ -307,8 +375,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ persistence
     def _record(self) -> dict:
-        """The resolved config plus what the run derived from it (recorded everywhere)."""
-        return {"config": to_plain(self.cfg), "derived": self._derived()}
+        """config.yaml: the resolved config plus what the run derived from it (the checkpoint
+        keeps the same ``_derived`` minus the curve sinks resolved from log.*, which change
+        no result)."""
+        return {"config": to_plain(self.cfg),
+                "derived": {**self._derived(), "tensorboard": self.tensorboard,
+                            "wandb": self.wandb}}
 
     def _derived(self) -> dict:
         return {"batches_per_epoch": self.bpe, "total_steps": self.total_steps,
@@ -341,6 +413,8 @@ class Trainer:
         payload["models"] = self._kept({n: m.state_dict() for n, m in nets.modules.items()})
         payload["optim"] = {n: o.state_dict() for n, o in self.optimizers.items()} \
             if self.cfg.save_optimizer else {}
+        if self._curves is not None:        # the curves on disk = the checkpointed history
+            self._curves.flush()
         if self.dist.is_main:
             ckpt.save(self.ckpt_path, payload)
         distributed.barrier(self.dist)

@@ -8,6 +8,7 @@ buffer specs and emit the replays when the interval is full (paper Alg. 2 / Alg.
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -93,6 +94,22 @@ class Method(ABC):
     def finish(self) -> list[Update]:
         """Updates for what is left when training ends (default: nothing)."""
         return []
+
+    def count_updates(self, specs: list[BatchSpec], final: bool) -> int:
+        """How many updates ``schedule`` will return for ``specs`` in order, plus ``finish``'s
+        when ``final`` (training ends after the last spec) — without changing this method.
+
+        ``schedule`` may change state (spaced methods buffer specs and record replay steps;
+        DLB pairs batches; offline KD marks its teacher trained), so it runs on a planning
+        copy: a shallow copy whose containers (lists, dicts, sets, and whatever they hold)
+        are deep-copied. Schedules change only such attributes and never the networks; a
+        method whose schedule mutates other state overrides this."""
+        plan = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, (list, dict, set)):
+                setattr(plan, name, copy.deepcopy(value))
+        n = sum(len(plan.schedule(s)) for s in specs)
+        return n + (len(plan.finish()) if final else 0)
 
     @abstractmethod
     def loss(self, role: str, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
