@@ -181,3 +181,30 @@ def test_report_says_which_results_measured_saved_statistics(trained, tmp_path):
     md = build_report([tmp_path / "r"], tmp_path / "out2")["markdown"].read_text()
     assert "BatchNorm statistics as saved in 1 of the results" in md
     assert "| as-saved, recalibrate |" in md
+
+
+def test_metrics_record_recalibrated_accuracy_of_every_network(tmp_path):
+    """The last epoch's row (every row with metrics.bn_recalibrated) holds each network's test
+    accuracy after recalibration, equal to recalibrating the checkpoint's network by hand; the
+    checkpoint keeps the buffers as trained."""
+    from flatkd.training import Trainer, resolve
+    over = {"train_subset": 96, "test_subset": 64, "batch_size": 16, "eval_batch_size": 32}
+    cfg = resolve("online", "resnet8", "digits", epochs=2, overrides=over)
+    path = Trainer(cfg, tmp_path / "a", progress=False).run()
+    ck = flatkd.load_checkpoint(path)
+    first, last = ck.metrics
+    assert "student_test_acc_recalibrated" not in first
+    test = torch.utils.data.Subset(datasets.get("digits", "test"), range(64))
+    train = torch.utils.data.Subset(datasets.get("digits", "train"), range(96))
+    for name in ("student", "teacher"):
+        net = ck.build_model(name)
+        assert BN.accuracy_and_loss(net, test, 64, 32, torch.device("cpu"))[0] == \
+            last[f"{name}_test_acc"]                               # buffers as trained
+        BN.recalibrate(net, train, samples=96, batch_size=32, device=torch.device("cpu"))
+        acc, _ = BN.accuracy_and_loss(net, test, 64, 32, torch.device("cpu"))
+        assert last[f"{name}_test_acc_recalibrated"] == acc
+    every = resolve("online", "resnet8", "digits", epochs=2,
+                    overrides={**over, "metrics.bn_recalibrated": True})
+    rows = flatkd.load_checkpoint(Trainer(every, tmp_path / "b", progress=False).run()).metrics
+    assert all("teacher_test_acc_recalibrated" in r for r in rows)
+    assert rows[-1] == last                                        # training itself unchanged

@@ -163,6 +163,18 @@ class LogConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """What metrics.csv records beyond each network's per-epoch test accuracy.
+
+    bn_recalibrated: every epoch's row also gets each network's test accuracy with its
+        BatchNorm statistics re-estimated for its current weights (``<network>_test_acc_recalibrated``,
+        the procedure of flatkd eval's default bn=recalibrate over the un-augmented training
+        split, on a copy: training is unchanged); default false: the last epoch's row only.
+    """
+    bn_recalibrated: bool = False
+
+
+@dataclass
 class TrainConfig:
     """One training run. Defaults are the paper's ResNet settings; a dataset preset, a YAML file
     and ``--set`` overrides are applied on top, in that order.
@@ -209,6 +221,7 @@ class TrainConfig:
     scaled: filled in by flatkd: schedule lengths of the recipe rescaled to a run of another
         length (the warm-up keeps its fraction of the run unless set with --set).
     log: training curves for TensorBoard / W&B (log.tensorboard, log.wandb).
+    metrics: extra metrics.csv columns (metrics.bn_recalibrated).
     """
     method: str = "baseline"
     arch: str = "resnet18"
@@ -256,6 +269,7 @@ class TrainConfig:
     dkd: DKDConfig = field(default_factory=DKDConfig)
     at: ATConfig = field(default_factory=ATConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def validate(self) -> None:
         """Refuse values no run can use, naming the key and the valid range."""

@@ -6,6 +6,7 @@ Methods only compute losses (``Method.loss``) and say which updates a batch trig
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import math
@@ -110,12 +111,11 @@ class Trainer:
         self.augment_policy = cfg.augment.policy or datasets.default_policy(
             cfg.dataset, method_cls.augment_family)
         self.augment = datasets.train_augment(cfg.dataset, self.augment_policy, rotation)
-        self.train_set = datasets.get(cfg.dataset, "train", original=self.augment.needs_original, **kw)
+        self.train_set = self._training_split(self.augment.needs_original)
+        #: the same samples un-augmented at the network's input size (BatchNorm recalibration)
+        self.plain_train_set = self._training_split(False) if self.augment.needs_original \
+            else self.train_set
         self.test_set = datasets.get(cfg.dataset, "test", **kw)
-        if cfg.train_fraction is not None:
-            self.train_set = datasets.stratified_fraction(self.train_set, cfg.train_fraction, cfg.seed)
-        if cfg.train_subset is not None:
-            self.train_set = _Subset(self.train_set, cfg.train_subset, "train_subset")
         if cfg.test_subset is not None:
             self.test_set = _Subset(self.test_set, cfg.test_subset, "test_subset")
         if cfg.batch_size > len(self.train_set):
@@ -160,6 +160,18 @@ class Trainer:
             self._restore(ckpt.read(self.ckpt_path))
 
     # ------------------------------------------------------------------ setup
+    def _training_split(self, original: bool):
+        """The run's training samples: the train split (file images at their own size when
+        ``original``), then ``train_fraction``, then ``train_subset``."""
+        cfg = self.cfg
+        ds = datasets.get(cfg.dataset, "train", original=original, root=cfg.data_root,
+                          download=cfg.download)
+        if cfg.train_fraction is not None:
+            ds = datasets.stratified_fraction(ds, cfg.train_fraction, cfg.seed)
+        if cfg.train_subset is not None:
+            ds = _Subset(ds, cfg.train_subset, "train_subset")
+        return ds
+
     def _interval(self, method_cls) -> float | None:
         given = self.cfg.spaced.interval
         if method_cls.default_interval is None:
@@ -341,6 +353,8 @@ class Trainer:
         row["lr"] = self.lr_at(self.step)                   # the epoch's last step
         with self._autocast():
             row.update(self._test_accuracies())
+            if self.cfg.metrics.bn_recalibrated or epoch == self.total_epochs:
+                row.update(self._recalibrated_accuracies())
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         if self._curves is not None:
@@ -372,6 +386,25 @@ class Trainer:
         keys = [k for k, v in row.items() if v is not None]
         correct = distributed.sum_over_ranks([round(row[k] * len(test_set)) for k in keys], self.dist)
         return {**row, **{k: c / n_all for k, c in zip(keys, correct)}}
+
+    def _recalibrated_accuracies(self) -> dict:
+        """``<network>_test_acc_recalibrated``: each network's test accuracy after its BatchNorm
+        statistics are re-estimated on a copy (:func:`flatkd.batchnorm.recalibrate` over the
+        un-augmented training samples); networks without BatchNorm repeat their accuracy.
+        Equal on every rank (the ranks exchange their batches' statistics and counts)."""
+        from .. import batchnorm as BN
+        row = {}
+        for name in ("student", "teacher"):
+            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
+            if module is None:
+                continue
+            net = copy.deepcopy(module)
+            BN.recalibrate(net, self.plain_train_set, samples=len(self.plain_train_set),
+                           batch_size=self.cfg.eval_batch_size, device=self.device, dist=self.dist)
+            acc, _ = BN.accuracy_and_loss(net, self.test_set, len(self.test_set),
+                                          self.cfg.eval_batch_size, self.device, self.dist)
+            row[f"{name}_test_acc_recalibrated"] = acc
+        return row
 
     # ------------------------------------------------------------------ persistence
     def _record(self) -> dict:
