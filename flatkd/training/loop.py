@@ -6,7 +6,6 @@ Methods only compute losses (``Method.loss``) and say which updates a batch trig
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import io
 import math
@@ -27,6 +26,7 @@ from ..config import to_plain
 from ..accuracy import top1_accuracy
 from ..errors import FlatkdError, TrainingDiverged
 from ..io import writable_target, write_text
+from ..flatness.state import preserved
 from .batches import BatchSpec, Materializer, batches_per_epoch, epoch_specs
 from .config import TrainConfig
 from . import distributed
@@ -389,8 +389,10 @@ class Trainer:
 
     def _recalibrated_accuracies(self) -> dict:
         """``<network>_test_acc_recalibrated``: each network's test accuracy after its BatchNorm
-        statistics are re-estimated on a copy (:func:`flatkd.batchnorm.recalibrate` over the
-        un-augmented training samples); networks without BatchNorm repeat their accuracy.
+        statistics are re-estimated (:func:`flatkd.batchnorm.recalibrate` over the un-augmented
+        training samples; the network's buffers and modes are restored bit-exactly afterwards —
+        not a deep copy, which a compiled network does not survive); networks without
+        BatchNorm repeat their accuracy.
         Equal on every rank (the ranks exchange their batches' statistics and counts)."""
         from .. import batchnorm as BN
         row = {}
@@ -398,11 +400,12 @@ class Trainer:
             module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
             if module is None:
                 continue
-            net = copy.deepcopy(module)
-            BN.recalibrate(net, self.plain_train_set, samples=len(self.plain_train_set),
-                           batch_size=self.cfg.eval_batch_size, device=self.device, dist=self.dist)
-            acc, _ = BN.accuracy_and_loss(net, self.test_set, len(self.test_set),
-                                          self.cfg.eval_batch_size, self.device, self.dist)
+            with preserved(module):          # buffers and modes restored bit-exactly
+                BN.recalibrate(module, self.plain_train_set, samples=len(self.plain_train_set),
+                               batch_size=self.cfg.eval_batch_size, device=self.device,
+                               dist=self.dist)
+                acc, _ = BN.accuracy_and_loss(module, self.test_set, len(self.test_set),
+                                              self.cfg.eval_batch_size, self.device, self.dist)
             row[f"{name}_test_acc_recalibrated"] = acc
         return row
 
