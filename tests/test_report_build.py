@@ -164,3 +164,41 @@ def test_checkpoint_recorded_relative_to_an_ancestor_folder_resolves(tmp_path):
     d["checkpoint"]["path"] = "elsewhere/online.pt"
     p.write_text(json.dumps(d))
     assert load_result(p).checkpoint_file() is None
+
+
+def test_a_run_that_swings_is_not_converged_and_gets_no_verdict(tmp_path):
+    """A fixture run whose last epochs swing by 20 pp is marked *not converged* in the runs
+    table and CSV, and no comparison that uses it gives a verdict; the settled runs do."""
+    import json
+    from flatkd import checkpoint
+    from flatkd.report import convergence as C
+    paths = fx.write_results(tmp_path / "res", methods=("baseline", "online", "spaced-online"))
+    fx.write_checkpoints(paths)
+    swung = next(p for p in paths if p.name == "online_seed1.json")
+    ck = json.loads(swung.read_text())["checkpoint"]["path"]
+    raw = checkpoint.read(ck)
+    raw["metrics"][-2]["student_test_acc"] -= 0.20                 # 20 pp dip, then back
+    checkpoint.save(ck, raw)
+    w = build_report([tmp_path / "res"], tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "tables" / "runs.csv")
+    row = runs[(runs["method"] == "online") & (runs["seed"] == 1)].iloc[0]
+    assert row["converged"] == False and row["last_epochs_spread_pp"] > 19   # noqa: E712
+    assert runs[runs["method"] == "spaced-online"]["converged"].all()
+    assert "NOT: seed 1" in (tmp_path / "out" / "tables" / "runs.md").read_text()
+    acc = [v for v in w["verdicts"] if "accuracy (final)" in v]
+    assert acc and all("no verdict: runs not converged: online seed 1 (last 3 epochs span"
+                       in v for v in acc)
+    # the diagnostic itself, on the thresholds
+    h = fx.history_rows("online", 0)
+    from flatkd.report.results import TrainingHistory, load_result
+    r = load_result(paths[0])
+    settled = C.diagnose(r, TrainingHistory(h, [], 0))
+    assert settled.converged and settled.spread <= C.MAX_SPREAD
+    bumped = [dict(x) for x in h]
+    bumped[-1]["student_test_acc"] += C.MAX_SPREAD + 0.001
+    assert C.diagnose(r, TrainingHistory(bumped, [], 0)).converged is False
+    stale = dict(r.data, bn={"mode": "recalibrate", "as_saved": {"test_accuracy": 0.80},
+                            "recalibrated": {"test_accuracy": 0.95}})
+    d = C.diagnose(type(r)(r.path, stale), TrainingHistory(h, [], 0))
+    assert d.converged is False and d.bn_gap == pytest.approx(-0.15) and "BatchNorm" in d.why
+    assert C.diagnose(r, None).converged is None

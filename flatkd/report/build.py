@@ -22,6 +22,7 @@ from . import paper_layouts, stablekd, table4
 from . import robustness as R
 from . import stats as S
 from . import tables as T
+from .convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
 from .measures import measures_section
 from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
                       load_results)
@@ -58,8 +59,11 @@ def in_percent(name: str, numeric: pd.DataFrame) -> pd.DataFrame:
     column says its unit in its name. The significance table mixes metrics, so its accuracy
     rows are scaled and a ``unit`` column says which rows are percent."""
     df = numeric.copy()
-    if name == "runs" and "accuracy" in df:
-        return df.assign(accuracy=df["accuracy"] * 100).rename(columns={"accuracy": "accuracy_pct"})
+    if name == "runs":
+        cols = [c for c in ("accuracy", "last_epochs_spread", "final_minus_best", "bn_gap")
+                if c in df]
+        df[cols] = df[cols].astype(float) * 100
+        return df.rename(columns={c: f"{c}_pct" if c == "accuracy" else f"{c}_pp" for c in cols})
     if name == "significance" and "metric" in df:
         scale = df["metric"].map(lambda m: T.METRICS.get(m).scale).astype(float)
         for c in [c for c in df.columns if c.endswith(("_mean", "_std")) or c == "delta"]:
@@ -82,11 +86,13 @@ def _write_table(out: Path, name: str, numeric: pd.DataFrame, display: pd.DataFr
     return md
 
 
-def results_index(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per result file: configuration, seed, headline numbers and which sections exist."""
+def results_index(results: Iterable[Result], histories: dict | None = None) -> pd.DataFrame:
+    """One row per result file: configuration, seed, headline numbers, which sections exist,
+    the BatchNorm mode and the convergence diagnostic (:mod:`flatkd.report.convergence`)."""
     rows = []
     for k, rs in group(results).items():
         for r in rs:
+            d = diagnose(r, (histories or {}).get(r.path))
             rows.append({"file": r.path.name, "dataset": r.dataset, "arch": r.arch,
                          "method": r.method, "interval": r.interval, "model": r.model,
                          "seed": r.seed,
@@ -94,7 +100,9 @@ def results_index(results: Iterable[Result]) -> pd.DataFrame:
                          "hessian_trace": T.METRICS.get("hessian_trace").extract(r),
                          "top_eigenvalue": T.METRICS.get("top_eigenvalue").extract(r),
                          "sections": "+".join(s for s in ("flatness", "robustness") if s in r.data),
-                         "bn": bn_mode(r)})
+                         "bn": bn_mode(r),
+                         "last_epochs_spread": d.spread, "final_minus_best": d.final_minus_best,
+                         "bn_gap": d.bn_gap, "converged": d.converged})
     return pd.DataFrame(rows)
 
 
@@ -117,12 +125,21 @@ def bn_note(results: Iterable[Result]) -> list[str]:
             "`bn=recalibrate` before drawing conclusions from them.", ""]
 
 
+def _converged_cell(sub: pd.DataFrame) -> str:
+    """"yes", "unknown", or "NOT: seeds 1, 3" for one configuration's runs."""
+    bad = [str(s) for s, c in zip(sub["seed"], sub["converged"]) if c is False]
+    if bad:
+        return "NOT: seed" + ("s " if len(bad) > 1 else " ") + ", ".join(bad)
+    return "yes" if all(c is True for c in sub["converged"]) else "unknown"
+
+
 def _index_display(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby(["dataset", "arch", "method", "interval", "model"], dropna=False, sort=False)
     return pd.DataFrame([{"Dataset": d, "Arch": a, "Method": m, "s": fmt_interval(s), "Model": mo,
                           "Seeds": ", ".join(str(x) for x in sub["seed"] if x is not None) or "—",
                           "Sections": ", ".join(sorted(set(sub["sections"]))),
-                          "BatchNorm": ", ".join(sorted(set(sub["bn"])))}
+                          "BatchNorm": ", ".join(sorted(set(sub["bn"]))),
+                          "Converged": _converged_cell(sub)}
                          for (d, a, m, s, mo), sub in g])
 
 
@@ -265,8 +282,14 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     md = ["# flatkd report", "",
           f"{len(results)} result files, {len(group(results))} configurations.", "",
           *bn_note(results)]
-    index = results_index(results)
-    md += ["## Runs", "", _write_table(out, "runs", index, _index_display(index), written)]
+    index = results_index(results, histories)
+    md += ["## Runs", "",
+           f"*Converged*: the student's test accuracy over its last {LAST_K} epochs spans ≤ "
+           f"{100 * MAX_SPREAD:g} pp and its final network's as-saved and BatchNorm-recalibrated "
+           f"test accuracies differ by ≤ {100 * MAX_BN_GAP:g} pp (`runs.csv`: "
+           "`last_epochs_spread_pp`, `final_minus_best_pp`, `bn_gap_pp`). A comparison that "
+           "involves a run that has not converged gives no verdict.", "",
+           _write_table(out, "runs", index, _index_display(index), written)]
     bar.update()
 
     acc = T.accuracy_table(results, histories)
@@ -289,7 +312,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
         md += ["## Flatness: Hessian trace and top eigenvalue", "",
                _write_table(out, "flatness", flat, T.flatness_display(flat), written)]
     bar.update()
-    comp = T.comparison_table(results)
+    comp = T.comparison_table(results, histories=histories)
     if len(comp):
         md += ["## Spaced vs non-spaced: paired significance tests", "",
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]

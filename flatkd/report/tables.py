@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import Registry
+from .convergence import not_converged
 from .results import (COUNTERPART, FAMILIES, GroupKey, Result, TrainingHistory, fmt_interval,
                       group, method_label)
 from .stats import (PairedTest, Stat, describe, fmt_num, fmt_stat, paired_test, stat_cols,
@@ -201,6 +202,16 @@ def gain_verdict(spaced: str, plain: str, what: str, a: Stat | None, b: Stat | N
     return f"{body}, significant ({pv} < {test.alpha:g}): spaced KD is {worse} here"
 
 
+def unless_converged(verdict: str, runs: Sequence[Result], histories: Histories | None) -> str:
+    """``verdict``, or — when a run it compares has not converged
+    (:func:`~flatkd.report.convergence.diagnose`) — its head with "no verdict: runs not
+    converged" and the runs named: a comparison of unsettled runs says nothing."""
+    stale = not_converged(runs, histories)
+    if not stale:
+        return verdict
+    return f"{verdict.split(':')[0]}: no verdict: runs not converged: {'; '.join(stale)}"
+
+
 def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                    ) -> pd.DataFrame:
     """Tables 1/2 layout: one row per (KD family, dataset, network, spaced interval, selection).
@@ -256,6 +267,7 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                     row["verdict"] = (gain_verdict(label, plain_m, f"accuracy ({sel.label})",
                                                    a_st, b_st, test)
                                       if not missing else row["statement"])
+                    row["verdict"] = unless_converged(row["verdict"], spaced + plain, histories)
                     row["wo_ours_steps"] = _mean_steps(plain, histories)
                     row["w_ours_steps"] = _mean_steps(spaced, histories)
                     rows.append(row)
@@ -297,7 +309,8 @@ def flatness_table(results: Iterable[Result]) -> pd.DataFrame:
 
 
 def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
-        "accuracy", "hessian_trace", "top_eigenvalue")) -> pd.DataFrame:
+        "accuracy", "hessian_trace", "top_eigenvalue"), histories: Histories | None = None
+                     ) -> pd.DataFrame:
     """Every spaced configuration vs its non-spaced counterpart, per metric, with a paired test.
 
     Columns: ``dataset, network, model, metric, spaced, counterpart``, ``spaced_*`` and
@@ -327,8 +340,9 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
             test = paired_test(by_seed(spaced, m), by_seed(base, m))
             row |= _test_cols(test, k.label, base_key.label, m)
             what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
-            row["verdict"] = gain_verdict(k.label, base_key.label, what, a_st, b_st, test,
-                                          m.scale, m.unit, m.digits, m.higher_is_better)
+            row["verdict"] = unless_converged(
+                gain_verdict(k.label, base_key.label, what, a_st, b_st, test, m.scale, m.unit,
+                             m.digits, m.higher_is_better), spaced + base, histories)
             rows.append(row)
     return pd.DataFrame(rows, columns=[
         "dataset", "network", "model", "metric", "spaced", "counterpart",
