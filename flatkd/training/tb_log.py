@@ -29,6 +29,7 @@ writes.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,23 @@ from ..errors import FlatkdError
 TB_DIR = "tb"
 WANDB_ID_FILE = "wandb-run-id.txt"
 INSTALL_TENSORBOARD = "pip install 'flatkd[tensorboard]'"
+
+
+def _after_existing_event_files(log_dir: Path) -> None:
+    """Wait (at most a second) until a new event file sorts after the existing ones.
+
+    tensorboard names a file ``events.out.tfevents.<10-digit second>.<host>.<pid>.<counter>``
+    and readers take a folder's files in name order; the counter is not zero-padded, so within
+    one second and one process ``….10`` sorts before ``….9`` and a resumed session's events
+    (with their purge step) would be read before the ones they continue. Seen in the test
+    suite, where a crashed and a resumed run share a process."""
+    stamps = []
+    for f in log_dir.glob("events.out.tfevents.*"):
+        part = f.name.split(".")[3]
+        if part.isdigit():
+            stamps.append(int(part))
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)
 
 
 def _summary_writer():
@@ -84,6 +102,7 @@ class Curves:
         if tensorboard:
             from tensorboard.compat.proto.summary_pb2 import Summary   # what SummaryWriter writes
             self._summary = Summary
+            _after_existing_event_files(out / TB_DIR)
             self.tb = _summary_writer()(log_dir=str(out / TB_DIR), purge_step=first_step)
         if wandb:
             self.wandb = _open_wandb(out, record)
