@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
+from .flatness.data import Batches, first_samples
 from .training import distributed
 
 
@@ -31,14 +31,11 @@ def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
-def _batches(dataset, n: int, batch_size: int, dist: distributed.DistContext):
-    """(global batch index, x, y) of this rank's share of the first ``n`` samples, in batches
-    that start where the single-process batches start
-    (:func:`~flatkd.training.distributed.batch_range`)."""
-    share = distributed.batch_range(n, batch_size, dist)
-    first = share.start // batch_size
-    loader = DataLoader(Subset(dataset, share), batch_size=batch_size)
-    return ((first + i, x, y) for i, (x, y) in enumerate(loader))
+def _indexed(batches: Batches):
+    """(global batch index, x, y) of this rank's batches of ``batches`` (the index counts the
+    single-process batches: a rank's share starts at a batch boundary)."""
+    first = batches.share.start // batches.batch_size
+    return ((first + i, x, y) for i, (x, y) in enumerate(batches))
 
 
 def _in_batch_order(per_batch: torch.Tensor, dist: distributed.DistContext) -> torch.Tensor:
@@ -51,20 +48,27 @@ def _in_batch_order(per_batch: torch.Tensor, dist: distributed.DistContext) -> t
     return per_batch.sum(0).cpu()
 
 
-@torch.no_grad()
 def recalibrate(model: nn.Module, dataset, *, samples: int, batch_size: int,
                 device: torch.device, dist: distributed.DistContext = distributed.DistContext()
                 ) -> int:
-    """Replace every BatchNorm's running statistics of ``model`` (in place) by the average,
-    over the batches of the first ``samples`` items of ``dataset`` (un-augmented
-    ``(image [3, H, W], label)``, batches of ``batch_size``), of each batch's per-channel mean
-    and unbiased variance of the layer's input; BatchNorm in train mode, everything else in
-    eval mode, no gradient; ``num_batches_tracked`` = the number of batches. Modes are
-    restored. Returns the number of samples used (``min(samples, len(dataset))``)."""
-    layers = bn_layers(model)
+    """:func:`recalibrate_on` the first ``samples`` items of ``dataset`` (un-augmented
+    ``(image [3, H, W], label)``, batches of ``batch_size``, this rank's share under ``dist``).
+    Returns the number of samples used (``min(samples, len(dataset))``)."""
     n = min(samples, len(dataset))
-    n_batches = -(-n // batch_size)
-    sums = [torch.zeros(2, n_batches, m.num_features, dtype=torch.float64, device=device)
+    recalibrate_on(model, first_samples(dataset, n, batch_size, device, materialise=False,
+                                        dist=dist))
+    return n
+
+
+@torch.no_grad()
+def recalibrate_on(model: nn.Module, batches: Batches) -> None:
+    """Replace every BatchNorm's running statistics of ``model`` (in place) by the average,
+    over the batches of ``batches``, of each batch's per-channel mean and unbiased variance of
+    the layer's input; BatchNorm in train mode, everything else in eval mode, no gradient;
+    ``num_batches_tracked`` = the number of batches. Modes are restored."""
+    layers = bn_layers(model)
+    n_batches = -(-batches.n // batches.batch_size)
+    sums = [torch.zeros(2, n_batches, m.num_features, dtype=torch.float64, device=batches.device)
             for m in layers]
     modes = [(m, m.training) for m in model.modules()]
     momenta = [m.momentum for m in layers]
@@ -74,8 +78,8 @@ def recalibrate(model: nn.Module, dataset, *, samples: int, batch_size: int,
         m.train()
         m.momentum = 1.0             # the running buffers then hold exactly the batch's statistics
     try:
-        for index, x, _ in _batches(dataset, n, batch_size, dist):
-            model(x.to(device))
+        for index, x, _ in _indexed(batches):
+            model(x)
             for m, s in zip(layers, sums):
                 s[0, index] = m.running_mean
                 s[1, index] = m.running_var
@@ -85,29 +89,28 @@ def recalibrate(model: nn.Module, dataset, *, samples: int, batch_size: int,
         for m, training in modes:
             m.training = training
     for m, s in zip(layers, sums):
-        total = _in_batch_order(s.transpose(0, 1).contiguous(), dist) / n_batches
+        total = _in_batch_order(s.transpose(0, 1).contiguous(), batches.dist) / n_batches
         m.running_mean.copy_(total[0].to(m.running_mean.device))
         m.running_var.copy_(total[1].to(m.running_var.device))
         m.num_batches_tracked.fill_(n_batches)
-    return n
 
 
-@torch.no_grad()
 def accuracy_and_loss(model: nn.Module, dataset, n: int, batch_size: int, device: torch.device,
                       dist: distributed.DistContext = distributed.DistContext()
                       ) -> tuple[float, float]:
     """Eval-mode top-1 accuracy (fraction) and mean cross-entropy (nats) over the first ``n``
     samples of ``dataset``; per-batch sums combined in batch order over the ranks (the bits of
     one process). The training flag is restored."""
+    batches = first_samples(dataset, n, batch_size, device, materialise=False, dist=dist)
     was_training = model.training
     model.eval()
     per_batch = torch.zeros(-(-n // batch_size), 2, dtype=torch.float64)
-    for index, x, y in _batches(dataset, n, batch_size, dist):
-        logits = model(x.to(device)).float()
-        y = torch.as_tensor(y).to(logits.device)
-        per_batch[index, 0] = float((logits.argmax(1) == y).sum())
-        per_batch[index, 1] = float(nn.functional.cross_entropy(logits, y, reduction="sum")
-                                    .double())
+    with torch.no_grad():
+        for index, x, y in _indexed(batches):
+            logits = model(x).float()
+            per_batch[index, 0] = float((logits.argmax(1) == y).sum())
+            per_batch[index, 1] = float(nn.functional.cross_entropy(logits, y, reduction="sum")
+                                        .double())
     model.train(was_training)
     correct, loss = (float(v) for v in _in_batch_order(per_batch, dist))
     return correct / n, loss / n

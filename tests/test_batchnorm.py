@@ -89,7 +89,9 @@ def test_only_batchnorm_runs_in_train_mode_during_recalibration():
     net(torch.zeros(1, 3, 32, 32))
     runs = []
     for _ in range(2):
+        state = torch.random.get_rng_state()
         BN.recalibrate(net, ds, samples=64, batch_size=32, device=torch.device("cpu"))
+        assert torch.equal(torch.random.get_rng_state(), state)     # global RNG untouched
         runs.append(net[2].running_var.clone())
     assert torch.equal(runs[0], runs[1])
 

@@ -11,7 +11,8 @@ from flatkd.errors import FlatkdError
 from flatkd.flatness.data import first_samples
 from flatkd.flatness.perturbation import evaluate
 from flatkd.landscape.config import LandscapeConfig
-from flatkd.landscape.path import linear_path, recompute_bn
+from flatkd.batchnorm import recalibrate_on
+from flatkd.landscape.path import linear_path
 from flatkd.landscape.slices import filter_direction, filter_norms, grid, slices
 
 from flatness_nets import conv_bn_net, random_images
@@ -97,7 +98,7 @@ def test_path_endpoints_barrier_and_restoration(setup):
 
 def test_recomputed_batchnorm_statistics_are_the_data_statistics(setup):
     model, batches = setup
-    recompute_bn(model, first_samples(random_images(40), 40, 40, CPU))
+    recalibrate_on(model, first_samples(random_images(40), 40, 40, CPU))
     x = torch.cat([b[0] for b in batches])
     feats = model[0](x)
     bn = model[1]

@@ -1,9 +1,9 @@
 """Linear mode connectivity: loss and accuracy along θ(t) = (1 − t)·θ_A + t·θ_B, t ∈ [0, 1].
 
 BatchNorm: interpolated weights do not match either end's running statistics, so by default
-(``recompute``) they are recomputed at every point of the path — running statistics reset,
-one pass in train mode over the first ``bn_samples`` training samples with a cumulative
-average (momentum None), then eval mode for the measurement (the endpoints are treated the same
+(``recompute``) they are recomputed at every point of the path over the first ``bn_samples``
+training samples (:func:`flatkd.batchnorm.recalibrate_on`, the procedure of flatkd eval's
+``bn=recalibrate``), then eval mode for the measurement (the endpoints are treated the same
 way, so the path is consistent from end to end). ``interpolate`` interpolates the running
 statistics like the weights instead.
 
@@ -13,19 +13,15 @@ max_t [((1 − t) A(θ_A) + t A(θ_B)) − A(θ(t))], each with the t where it o
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..batchnorm import recalibrate_on
 from ..errors import FlatkdError
 from ..flatness.data import Batches
 from ..flatness.perturbation import evaluate
 from ..sharpness.params import restored
 from .slices import finite
-
-
-def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def check_compatible(a: nn.Module, b: nn.Module, what: str) -> None:
@@ -37,25 +33,6 @@ def check_compatible(a: nn.Module, b: nn.Module, what: str) -> None:
         raise FlatkdError(f"{what}: the two networks differ in their parameters (e.g. "
                           f"{', '.join(f'{k} {s}' for k, s in diff)}); a path needs the same "
                           "architecture")
-
-
-@torch.no_grad()
-def recompute_bn(model: nn.Module, batches: Batches) -> None:
-    """Running statistics of every BatchNorm from ``batches`` (cumulative average); the model is
-    left in eval mode."""
-    layers = _bn_layers(model)
-    momenta = [m.momentum for m in layers]
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-    model.eval()
-    for m in layers:
-        m.train()
-    for x, _ in batches:
-        model(x)
-    for m, mom in zip(layers, momenta):
-        m.momentum = mom
-    model.eval()
 
 
 def linear_path(model: nn.Module, partner: nn.Module, batches: Batches, bn_batches: Batches, *,
@@ -76,7 +53,7 @@ def linear_path(model: nn.Module, partner: nn.Module, batches: Batches, bn_batch
                 state[k] = (1 - t) * va + t * vb if va.is_floating_point() else va
             model.load_state_dict(state)
             if bn == "recompute":
-                recompute_bn(model, bn_batches)
+                recalibrate_on(model, bn_batches)
             model.eval()
             loss, acc = finite(evaluate(model, batches))
             losses.append(loss)
