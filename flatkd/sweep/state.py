@@ -97,7 +97,7 @@ def _peek(path: Path) -> dict:
 def _mismatch(run: Run, saved: dict, now: dict) -> str | None:
     """The first setting the checkpoint was trained with that differs from the sweep's (keys the
     checkpoint does not record, from an older flatkd, are not compared)."""
-    from ..training.loop import RESUME_MAY_CHANGE
+    from ..training.resume import RESUME_MAY_CHANGE
     was, want = cfgmod.flatten(saved), cfgmod.flatten(now)
     for key in sorted(want):
         if key in was and key not in RESUME_MAY_CHANGE and was[key] != want[key]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import TrainConfig, resolve
+from .config import TrainConfig
+from .resolve import resolve
 from .loop import Trainer
 from .methods import METHODS
 

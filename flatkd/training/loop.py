@@ -6,8 +6,6 @@ Methods only compute losses (``Method.loss``) and say which updates a batch trig
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import shutil
 from collections import defaultdict
@@ -16,30 +14,24 @@ from typing import Callable, Optional
 
 import torch
 import yaml
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from .. import datasets, provenance
-from .. import config as cfgmod
 from ..config import to_plain
-from ..accuracy import top1_accuracy
 from ..errors import FlatkdError, TrainingDiverged
 from ..io import writable_target, write_text
-from ..flatness.state import preserved
 from .batches import BatchSpec, Materializer, batches_per_epoch, epoch_specs
 from .config import TrainConfig
 from . import distributed
-from . import tb_log
+from . import epoch_metrics, tb_log
 from .compile_compat import compile_network
 from .methods import METHODS, Method, Update
 from .methods.base import stage_index
+from .resume import check_resumable
 
 CHECKPOINT_NAME = "checkpoint.pt"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-#: settings --resume may change: they do not alter what is computed (data_root: the data moved)
-RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download",
-                     "log.tensorboard", "log.wandb")
 ROTATION_DATASETS = ("cifar10", "cifar100")   # official CIFAR online-KD pipeline: + RandomRotation(15)
 
 OnUpdate = Callable[["Trainer", Update, torch.Tensor, torch.Tensor], None]
@@ -352,9 +344,13 @@ class Trainer:
             row["teacher_train_loss"] = sums["teacher_loss"] / counts["teacher_loss"]
         row["lr"] = self.lr_at(self.step)                   # the epoch's last step
         with self._autocast():
-            row.update(self._test_accuracies())
+            row.update(epoch_metrics.test_accuracies(self.method, self.test_set,
+                                                     self.cfg.eval_batch_size, self.device,
+                                                     self.dist))
             if self.cfg.metrics.bn_recalibrated or epoch == self.total_epochs:
-                row.update(self._recalibrated_accuracies())
+                row.update(epoch_metrics.recalibrated_accuracies(
+                    self.method, self.plain_train_set, self.test_set, self.cfg.eval_batch_size,
+                    self.device, self.dist))
         row.update({f"{k}_steps": v for k, v in self.opt_steps.items()})
         self.metrics.append(row)
         if self._curves is not None:
@@ -363,51 +359,10 @@ class Trainer:
         self._counts.clear()
         self._save(epoch)
         if self.dist.is_main:
-            self._write_csv()
+            epoch_metrics.write_metrics_csv(self.out / "metrics.csv", self.metrics)
             ends = [start + n for start, n in zip(self.stage_starts, self.stage_epochs)]
             if self.stages > 1 and epoch in ends:               # a stage ended: keep a copy
                 shutil.copyfile(self.ckpt_path, self.out / f"stage-{ends.index(epoch) + 1}.pt")
-
-    def _test_accuracies(self) -> dict:
-        """Per-epoch test accuracies; with several ranks each takes every world_size-th test
-        sample and the correct counts are summed, so the value equals a single-process pass."""
-        test_set, n_all = self.test_set, len(self.test_set)
-        if self.dist.enabled:
-            test_set = torch.utils.data.Subset(test_set, range(self.dist.rank, n_all, self.dist.world_size))
-        loader = DataLoader(test_set, batch_size=self.cfg.eval_batch_size)
-        row = {}
-        for name in ("student", "teacher"):
-            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
-            row[f"{name}_test_acc"] = top1_accuracy(module, loader, self.device) \
-                if module is not None else None
-        row.update(self.method.test_metrics(loader, self.device))
-        if not self.dist.enabled:
-            return row
-        keys = [k for k, v in row.items() if v is not None]
-        correct = distributed.sum_over_ranks([round(row[k] * len(test_set)) for k in keys], self.dist)
-        return {**row, **{k: c / n_all for k, c in zip(keys, correct)}}
-
-    def _recalibrated_accuracies(self) -> dict:
-        """``<network>_test_acc_recalibrated``: each network's test accuracy after its BatchNorm
-        statistics are re-estimated (:func:`flatkd.batchnorm.recalibrate` over the un-augmented
-        training samples; the network's buffers and modes are restored bit-exactly afterwards —
-        not a deep copy, which a compiled network does not survive); networks without
-        BatchNorm repeat their accuracy.
-        Equal on every rank (the ranks exchange their batches' statistics and counts)."""
-        from .. import batchnorm as BN
-        row = {}
-        for name in ("student", "teacher"):
-            module = self.method.nets.modules.get(name) if name in self.method.nets.architectures else None
-            if module is None:
-                continue
-            with preserved(module):          # buffers and modes restored bit-exactly
-                BN.recalibrate(module, self.plain_train_set, samples=len(self.plain_train_set),
-                               batch_size=self.cfg.eval_batch_size, device=self.device,
-                               dist=self.dist)
-                acc, _ = BN.accuracy_and_loss(module, self.test_set, len(self.test_set),
-                                              self.cfg.eval_batch_size, self.device, self.dist)
-            row[f"{name}_test_acc_recalibrated"] = acc
-        return row
 
     # ------------------------------------------------------------------ persistence
     def _record(self) -> dict:
@@ -470,26 +425,7 @@ class Trainer:
         return {n: v for n, v in by_network.items() if n == "student"}
 
     def _restore(self, raw: dict) -> None:
-        saved = raw["config"]
-        if not saved.get("save_optimizer", True) or saved.get("checkpoint_networks", "all") != "all":
-            raise FlatkdError("--resume: this checkpoint was saved as an archive (without optimizer "
-                              "state or without every network); it cannot be resumed")
-        now, was = cfgmod.flatten(to_plain(self.cfg)), cfgmod.flatten(saved)
-        for key in sorted(set(now) | set(was)):
-            if key not in RESUME_MAY_CHANGE and now.get(key) != was.get(key):
-                raise FlatkdError(f"--resume: the checkpoint was trained with {key}={was.get(key)!r} "
-                                  f"but this run asks for {now.get(key)!r}; only "
-                                  f"{', '.join(RESUME_MAY_CHANGE)} may change on resume")
-        if self.cfg.epochs != saved["epochs"]:
-            if self.stages > 1:
-                raise FlatkdError(f"--resume: epochs cannot change for {self.cfg.method} (its "
-                                  f"{self.stages} stages split the {saved['epochs']} epochs)")
-            if self.cfg.optim.schedule != "constant":
-                raise FlatkdError("--resume: epochs cannot change under the "
-                                  f"{self.cfg.optim.schedule} lr schedule (it depends on the epoch count)")
-            if self.cfg.epochs < raw["epoch"]:
-                raise FlatkdError(f"--resume: the checkpoint has already trained {raw['epoch']} "
-                                  f"epochs; --epochs {self.cfg.epochs} is fewer")
+        check_resumable(self.cfg, raw, self.stages)
         for n, m in self.method.nets.modules.items():
             m.load_state_dict(raw["models"][n])
         for n, o in self.optimizers.items():
@@ -502,11 +438,3 @@ class Trainer:
             self._counts.update(st.get("partial_counts", {}))
         self.epoch, self.step, self.metrics = raw["epoch"], raw["step"], list(raw["metrics"])
         self.provenance = {**raw["provenance"], "resumed": provenance.collect(seed=self.cfg.seed)}
-
-    def _write_csv(self) -> None:
-        keys = list(dict.fromkeys(k for row in self.metrics for k in row))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.metrics)
-        write_text(self.out / "metrics.csv", buf.getvalue())
