@@ -190,7 +190,8 @@ def test_a_run_that_swings_is_not_converged_and_gets_no_verdict(tmp_path):
                        in v for v in acc)
     # the diagnostic itself, on the thresholds
     h = fx.history_rows("online", 0)
-    from flatkd.report.results import TrainingHistory, load_result
+    from flatkd.report.histories import TrainingHistory
+    from flatkd.report.results import load_result
     r = load_result(paths[0])
     settled = C.diagnose(r, TrainingHistory(h, [], 0))
     assert settled.converged and settled.spread <= C.MAX_SPREAD

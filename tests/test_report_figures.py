@@ -12,6 +12,7 @@ from flatkd.report import figures as F
 from flatkd.report import robustness_figures as RF
 from flatkd.report import load_results
 from flatkd.report import tables as T
+from flatkd.report import stats as S
 from flatkd.report.results import METHOD_ORDER, GroupKey, group
 
 
@@ -138,7 +139,7 @@ def test_density_is_one_line_per_method_mean_over_seeds(results):
 
 
 def test_heatmap_hatches_exactly_the_cells_at_chance_and_names_the_constants(results):
-    rule = T.ChanceRule(10, 360)
+    rule = S.ChanceRule(10, 360)
     fig = RF.corruption_heatmap(results, rule)
     marked = {p.get_gid()[len("chance:"):] for p in fig.axes[0].patches
               if (p.get_gid() or "").startswith("chance:")}

@@ -10,6 +10,7 @@ import report_fixtures as fx
 from flatkd.report import load_results
 from flatkd.report import robustness as R
 from flatkd.report import tables as T
+from flatkd.report import stats as S
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +105,12 @@ def test_interval_table_needs_two_intervals(results, tmp_path):
 
 
 def test_chance_rule_threshold_by_hand():
-    rule = T.ChanceRule(10, 360)
+    rule = S.ChanceRule(10, 360)
     noise = 2 * math.sqrt(0.1 * 0.9 / 360)
     assert rule.threshold == pytest.approx(0.1 + noise)
     assert rule.at_chance(0.1 + noise) and not rule.at_chance(0.1 + noise + 1e-6)
-    big = T.ChanceRule(100, 10000)                # binomial noise 0.2 pp < the 1 pp floor
+    big = S.ChanceRule(100, 10000)                # binomial noise 0.2 pp < the 1 pp floor
     assert big.threshold == pytest.approx(0.02)
-    assert T.ChanceRule(10, None).threshold == pytest.approx(0.11)
-    assert not T.ChanceRule(None, None).at_chance(0.0)
+    assert S.ChanceRule(10, None).threshold == pytest.approx(0.11)
+    assert not S.ChanceRule(None, None).at_chance(0.0)
     assert "≤ 13.2 %" in rule.describe() and "360 test images" in rule.describe()

@@ -24,8 +24,8 @@ from . import stats as S
 from . import tables as T
 from .convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
 from .measures import measures_section
-from .results import (FAMILIES, Result, TrainingHistory, fmt_interval, group, load_histories,
-                      load_results)
+from .histories import TrainingHistory, load_histories
+from .results import FAMILIES, Result, fmt_interval, group, load_results
 
 MAX_LISTED = 5
 NOTES = """\
@@ -217,7 +217,7 @@ def _curves(results: Sequence[Result], histories: dict[Path, TrainingHistory | N
     return curves
 
 
-def _rules(results: Sequence[Result], histories: dict) -> dict[str, T.ChanceRule]:
+def _rules(results: Sequence[Result], histories: dict) -> dict[str, S.ChanceRule]:
     """Chance-level rule per dataset (classes from the registry, else from a checkpoint)."""
     out = {}
     for d in sorted({r.dataset for r in results}):

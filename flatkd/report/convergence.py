@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from .results import Result, TrainingHistory
+from .histories import TrainingHistory
+from .results import Result
 
 LAST_K = 3
 MAX_SPREAD = 0.015          # 1.5 percentage points over the last LAST_K epochs

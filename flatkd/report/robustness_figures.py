@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from .style import (CONTEXT, STYLE, accuracy_axis, clip_band, fit_legend, label_colors,
                     legend_below, method_dashes, new_figure, results_title)
 from .results import Result, dataset_facts, group, robustness_constants
-from .tables import ChanceRule
+from .stats import ChanceRule
 
 #: what the corruption severity constants mean, for captions.
 CONSTANTS_TEXT = {"imagenet-c": "imagenet-c (ImageNet-C's parameters, harsher at 32 px)",

@@ -24,7 +24,8 @@ import pandas as pd
 
 from .results import FAMILIES, Result
 from .stats import fmt_stat
-from .tables import SELECTIONS, Histories, accuracy_table, to_markdown
+from .histories import Histories
+from .tables import SELECTIONS, accuracy_table, to_markdown
 
 #: column → (w/o KD, w/ KD, w/ Ours) methods (the report's KD families); Table 4's three
 #: columns first, in the paper's order.

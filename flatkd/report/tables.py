@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from ..registry import Registry
-from .convergence import not_converged
-from .results import (COUNTERPART, FAMILIES, GroupKey, Result, TrainingHistory, fmt_interval,
-                      group, method_label)
-from .stats import (PairedTest, Stat, describe, fmt_num, fmt_stat, paired_test, stat_cols,
-                    unit_suffix)
+from .histories import Histories, TrainingHistory
+from .results import (COUNTERPART, FAMILIES, GroupKey, Result, fmt_interval, group,
+                      method_label)
+from .stats import PairedTest, describe, fmt_num, fmt_stat, paired_test, stat_cols
+from .verdicts import gain_verdict, unless_converged
 
 @dataclass(frozen=True)
 class Metric:
@@ -94,8 +94,6 @@ def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
             "statement": test.statement(a, b, metric.unit, metric.scale, metric.digits)}
 
 
-Histories = Mapping  # result path → TrainingHistory | None
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -159,57 +157,6 @@ def seeded(results: Sequence[Result], fn: Callable[[Result], float | None]) -> d
 def _mean_steps(results: Sequence[Result], histories: Histories | None) -> float:
     steps = [h.step for h in (_hist(histories, r) for r in results) if h is not None]
     return float(np.mean(steps)) if steps else math.nan
-
-
-def gain_verdict(spaced: str, plain: str, what: str, a: Stat | None, b: Stat | None,
-                 test: PairedTest | None, scale: float = 100.0, unit: str = "%",
-                 digits: int = 2, higher_is_better: bool = True) -> str:
-    """One plain sentence: does ``spaced``'s gain over ``plain`` in ``what`` survive?
-
-    Gives both means ± std with their seed counts, Δ and the paired t-test's verdict; says
-    "NOT significant" plainly when p ≥ α, and that no test is possible with fewer than 2 pairs.
-    A gain is a higher value, or a lower one with ``higher_is_better=False`` (Hessian trace:
-    lower = flatter).
-    """
-    head = f"{spaced} vs {plain}, {what}"
-    if a is None or b is None:
-        side = spaced if a is None else plain
-        return f"{head}: no values for {side}, nothing to compare"
-    u = unit_suffix(unit)
-
-    def ms(st: Stat) -> str:
-        sd = "" if st.std is None else f" ± {st.std * scale:.{digits}f}"
-        return f"{st.mean * scale:.{digits}f}{sd}{u}"
-    delta = (a.mean - b.mean) * scale
-    body = (f"{head}: {ms(a)} vs {ms(b)} ({a.n} vs {b.n} seeds); "
-            f"Δ = {delta:+.{digits}f}{unit_suffix(unit, pp=True)}")
-    if test is None or test.n < 2:
-        n = 0 if test is None else test.n
-        return (f"{body}; {n} paired seed(s): too few for a significance test, so the data "
-                "cannot say whether the difference is real")
-    if test.significant is None:
-        return (f"{body}; the paired differences are identical over {test.n} seeds, so the "
-                "t-test is undefined")
-    pv = f"paired t-test over {test.n} seeds, p = {test.p:.3g}"
-    gain = delta > 0 if higher_is_better else delta < 0
-    noun = "gain" if higher_is_better else "flatness gain"
-    if not test.significant:
-        tail = f"the {noun} does not survive" if gain else f"spaced KD shows no {noun} here"
-        return f"{body}, NOT significant ({pv} ≥ {test.alpha:g}): {tail}"
-    if gain:
-        return f"{body}, significant ({pv} < {test.alpha:g}): the {noun} survives"
-    worse = "worse" if higher_is_better else "sharper"
-    return f"{body}, significant ({pv} < {test.alpha:g}): spaced KD is {worse} here"
-
-
-def unless_converged(verdict: str, runs: Sequence[Result], histories: Histories | None) -> str:
-    """``verdict``, or — when a run it compares has not converged
-    (:func:`~flatkd.report.convergence.diagnose`) — its head with "no verdict: runs not
-    converged" and the runs named: a comparison of unsettled runs says nothing."""
-    stale = not_converged(runs, histories)
-    if not stale:
-        return verdict
-    return f"{verdict.split(':')[0]}: no verdict: runs not converged: {'; '.join(stale)}"
 
 
 def accuracy_table(results: Iterable[Result], histories: Histories | None = None
@@ -428,51 +375,6 @@ def interval_display(df: pd.DataFrame) -> pd.DataFrame:
                                           if r else "—")
         out.append(row)
     return pd.DataFrame(out)
-
-
-# ---------------------------------------------------------------- chance level
-
-@dataclass(frozen=True)
-class ChanceRule:
-    """A cell is *at chance* when its accuracy (fraction) ≤ ``threshold``.
-
-    ``threshold`` = 1/C + max(2·√(p(1 − p)/n), ``floor``) with p = 1/C, C classes and n test
-    images: a guessing classifier's accuracy lies within two binomial standard deviations of p
-    (≈ 95 %); ``floor`` (1 percentage point) is the margin when n is unknown or large.
-    ``num_classes`` None: no rule (nothing is marked)."""
-
-    num_classes: int | None
-    n_test: int | None
-    floor: float = 0.01
-
-    @property
-    def chance(self) -> float:
-        return 1.0 / self.num_classes if self.num_classes else math.nan
-
-    @property
-    def margin(self) -> float:
-        if not self.num_classes:
-            return math.nan
-        p = self.chance
-        noise = 2.0 * math.sqrt(p * (1 - p) / self.n_test) if self.n_test else 0.0
-        return max(noise, self.floor)
-
-    @property
-    def threshold(self) -> float:
-        return self.chance + self.margin
-
-    def at_chance(self, accuracy: float) -> bool:
-        return bool(self.num_classes) and accuracy <= self.threshold + 1e-12
-
-    def describe(self) -> str:
-        """The rule in words with its numbers, e.g. for a caption."""
-        if not self.num_classes:
-            return "chance level not marked (number of classes unknown)"
-        how = (f"max(2 binomial std of a guessing classifier on {self.n_test} test images, "
-               f"{100 * self.floor:g} pp)" if self.n_test else
-               f"{100 * self.floor:g} pp, test-set size unknown")
-        return (f"at chance = mean accuracy ≤ {100 * self.threshold:.1f} % "
-                f"(1/{self.num_classes} + {100 * self.margin:.1f} pp; margin = {how})")
 
 
 def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
