@@ -8,11 +8,13 @@ import pytest
 from matplotlib.figure import Figure
 
 import report_fixtures as fx
+from flatkd.report import density_figure as DF
 from flatkd.report import figures as F
 from flatkd.report import robustness_figures as RF
 from flatkd.report import load_results
 from flatkd.report import tables as T
 from flatkd.report import stats as S
+from flatkd.report import style as Sty
 from flatkd.report.results import METHOD_ORDER, GroupKey, group
 
 
@@ -21,7 +23,7 @@ def results(tmp_path_factory):
     return load_results(fx.write_results(tmp_path_factory.mktemp("res")))
 
 
-BUILDERS = [F.perturbation_figure, RF.corruption_bars, RF.corruption_heatmap, F.density_figure,
+BUILDERS = [F.perturbation_figure, RF.corruption_bars, RF.corruption_heatmap, DF.density_figure,
             RF.bim_figure]
 
 
@@ -33,8 +35,8 @@ def test_figures_have_labelled_nonempty_axes_and_save_png_pdf(build, results, tm
     for ax in axes:
         assert ax.get_xlabel() and ax.get_ylabel()
         assert ax.lines or ax.collections or ax.patches or ax.images
-    assert F.unlabelled_axes(fig) == []
-    png, pdf = F.save_figure(fig, tmp_path, "f")
+    assert Sty.unlabelled_axes(fig) == []
+    png, pdf = Sty.save_figure(fig, tmp_path, "f")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
     assert not list(tmp_path.glob("*.tmp"))
@@ -89,7 +91,7 @@ def test_training_curves_average_seeds_and_mark_replays(tmp_path):
     curves = [F.Curve("online", online), F.Curve("spaced-self (s=4.0)", runs, [4.0]),
               F.Curve("baseline", [fx.history_rows("baseline", 0)])]
     fig = F.training_curves_figure(curves)
-    assert F.unlabelled_axes(fig) == []
+    assert Sty.unlabelled_axes(fig) == []
     ax = fig.axes[1]
     vlines = [ln for ln in ax.lines if list(ln.get_xdata()) == [ln.get_xdata()[0]] * 2]
     assert [ln.get_xdata()[0] for ln in vlines] == [4.0]
@@ -111,20 +113,20 @@ def test_training_curves_average_seeds_and_mark_replays(tmp_path):
     assert "1 seed" in fig.axes[2].get_title()
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
         "student", "teacher", "exit ensemble (self KD)", "spaced replay"]
-    F.save_figure(fig, tmp_path, "tc")
+    Sty.save_figure(fig, tmp_path, "tc")
     with pytest.raises(ValueError):
         F.training_curves_figure([])
 
 
 def test_density_is_one_line_per_method_mean_over_seeds(results):
-    fig = F.density_figure(results)
+    fig = DF.density_figure(results)
     ax = fig.axes[0]
     thick = [ln for ln in ax.lines if not ln.get_label().startswith("_")]
     assert [ln.get_label() for ln in thick] == [
         "baseline", "online", "spaced-online (s=1.5)", "self", "spaced-self (s=4.0)"]
     assert len({ln.get_color() for ln in thick}) == 5
     assert len([ln for ln in ax.lines if ln.get_label() == "_seed"]) == 15
-    grid, mean, seeds = F.density_frame(results)
+    grid, mean, seeds = DF.density_frame(results)
     online = [r for r in results if r.method == "online"]
     by_hand = np.mean([np.interp(grid, r.flatness["hessian"]["density"]["grid"],
                                  r.flatness["hessian"]["density"]["values"], left=0, right=0)
@@ -133,7 +135,7 @@ def test_density_is_one_line_per_method_mean_over_seeds(results):
     y = np.asarray(line.get_ydata(), dtype=float)
     shown = ~np.isnan(y)
     assert y[shown] == pytest.approx(by_hand[shown])
-    floor = F.density_floor(grid, mean, seeds, F.density_points(results))
+    floor = DF.density_floor(grid, mean, seeds, DF.density_points(results))
     assert np.all(by_hand[~shown] < floor) and ax.get_ylim()[0] == pytest.approx(floor / 2)
     assert f"densities < {floor:.0e} not drawn" in ax.get_title()
 
@@ -167,7 +169,7 @@ def test_interval_figure_draws_counterpart_at_zero(tmp_path):
                                        intervals={"spaced-online": (0.5, 3.0)}))
     df = T.interval_table(rs)
     fig = F.interval_figure(df, "digits / resnet8")
-    assert F.unlabelled_axes(fig) == []
+    assert Sty.unlabelled_axes(fig) == []
     ax = fig.axes[0]
     line = [c for c in ax.containers if c.get_label() == "spaced-online (s > 0)"][0].lines[0]
     assert list(line.get_xdata()) == [0.0, 0.5, 1.5, 3.0]
@@ -187,14 +189,14 @@ def test_save_refuses_unlabelled_or_empty_axes(tmp_path):
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1])
     with pytest.raises(ValueError, match="missing axis label"):
-        F.save_figure(fig, tmp_path, "bad")
+        Sty.save_figure(fig, tmp_path, "bad")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     empty = Figure().subplots()
     empty.set_xlabel("x")
     empty.set_ylabel("y")
-    assert F.unlabelled_axes(empty.figure) == ["axes 0: nothing drawn"]
-    assert F.unlabelled_axes(fig) == []
+    assert Sty.unlabelled_axes(empty.figure) == ["axes 0: nothing drawn"]
+    assert Sty.unlabelled_axes(fig) == []
     assert not list(tmp_path.iterdir())
 
 
@@ -222,14 +224,14 @@ def reference_report(tmp_path_factory):
     """``(results, {stem: Figure})``: the reference results and every figure ``build_report``
     made of them, after it saved them (PNG + PDF)."""
     from flatkd.report import build
-    saved, real = {}, F.save_figure
+    saved, real = {}, Sty.save_figure
 
     def keep(fig, out_dir, stem, *args, **kwargs):
         paths = real(fig, out_dir, stem, *args, **kwargs)
         saved[stem] = fig
         return paths
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(F, "save_figure", keep)
+        mp.setattr(Sty, "save_figure", keep)
         build.build_report([REFERENCE], tmp_path_factory.mktemp("ref-report"))
     return load_results([REFERENCE]), saved
 
@@ -397,7 +399,7 @@ def test_reference_curves_keep_every_mean_inside_the_axes(reference_report):
 
 def test_density_subtitle_with_one_seed_promises_no_mean(tmp_path):
     rs = load_results(fx.write_results(tmp_path, seeds=(0,)))
-    ax = F.density_figure(rs).axes[0]
+    ax = DF.density_figure(rs).axes[0]
     title = ax.get_title()
     assert "1 seeds" not in title and "mean over" not in title and "one seed" in title
     assert "probes not recorded" in title                 # the fixture records no SLQ settings
@@ -407,26 +409,26 @@ def test_slq_caption_reads_the_recorded_settings(results):
     def with_hessian(**settings):
         return [r.__class__(r.path, {**r.data, "provenance": {"settings": {"hessian": settings}}})
                 for r in results]
-    one = F.slq_caption(with_hessian(slq_probes=1, slq_steps=40, density_width=0.01))
+    one = DF.slq_caption(with_hessian(slq_probes=1, slq_steps=40, density_width=0.01))
     assert one.startswith("SLQ, 1 probe, 40 Lanczos steps, Gaussian broadening 1 % of the range")
     assert "noisy" in one
-    three = F.slq_caption(with_hessian(slq_probes=3, slq_steps=30))
+    three = DF.slq_caption(with_hessian(slq_probes=3, slq_steps=30))
     assert three == "SLQ, 3 probes, 30 Lanczos steps"
     mixed = with_hessian(slq_probes=3, slq_steps=30)[:3] + with_hessian(slq_probes=2,
                                                                         slq_steps=30)[3:]
-    assert "probes MIXED across results (2, 3)" in F.slq_caption(mixed)
+    assert "probes MIXED across results (2, 3)" in DF.slq_caption(mixed)
 
 
 def test_label_colors_are_distinct_for_sixteen_methods():
     from matplotlib.colors import to_rgb
     keys = [GroupKey("d", "n", m, None, "student") for m in METHOD_ORDER[:16]]
-    colors = F.label_colors(keys)
+    colors = Sty.label_colors(keys)
     assert len(set(colors.values())) == 16
     rgb = np.array([to_rgb(c) for c in colors.values()])
     dist = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + 9 * np.eye(16)
     assert dist.min() > 0.1                              # not merely different strings
     # a method keeps its colour when other methods join
-    assert F.label_colors(keys[:5]) == {k.label: colors[k.label] for k in keys[:5]}
+    assert Sty.label_colors(keys[:5]) == {k.label: colors[k.label] for k in keys[:5]}
 
 
 def test_study_figures_of_notebook_03_fit_and_share_the_report_colours(reference_report):
@@ -441,7 +443,7 @@ def test_study_figures_of_notebook_03_fit_and_share_the_report_colours(reference
                                         "pacbayes_mag_inv_sigma_sq"])
     df = M.taus_frame(study["taus"])
     for fig in (scatter, SF.tau_figure(df, 0.95), SF.tau_figure(df.iloc[:2], 0.95)):
-        assert F.unlabelled_axes(fig) == []
+        assert Sty.unlabelled_axes(fig) == []
         assert _cut_off(fig) == []
     colors = _legend_colors(scatter)
     assert len(colors) == len({r["label"] for r in study["rows"]}) == 13

@@ -9,7 +9,7 @@ import pytest
 
 import report_fixtures as fx
 from flatkd.report import build_report, load_results
-from flatkd.report import figures as F
+from flatkd.report import style as Sty
 from flatkd.report import robustness_figures as RF
 from flatkd.report import measures as M
 from flatkd.robustness.published import BENCHMARK
@@ -86,8 +86,8 @@ def test_measure_figures_are_written_and_labelled(built):
                  "linear_paths_digits_resnet8"):
         assert stem in w["figures"] and all(f.stat().st_size > 0 for f in w["figures"][stem])
     results = load_results([built[0]])
-    assert F.unlabelled_axes(M.contour_figure(results)) == []
-    assert F.unlabelled_axes(M.path_figure(results)) == []
+    assert Sty.unlabelled_axes(M.contour_figure(results)) == []
+    assert Sty.unlabelled_axes(M.path_figure(results)) == []
 
 
 def test_attack_figure_has_a_panel_per_attack(built):

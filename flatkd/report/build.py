@@ -16,11 +16,13 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 from ..io import write_text
+from . import density_figure as DF
 from . import figures as F
 from . import robustness_figures as RF
 from . import paper_layouts, stablekd, table4
 from . import robustness as R
 from . import stats as S
+from . import style as Sty
 from . import tables as T
 from .convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
 from .measures import measures_section
@@ -188,7 +190,7 @@ def _figure_jobs(results: Sequence[Result], rules: dict
         if any(((r.flatness or {}).get("hessian") or {}).get("density") for r in rs):
             jobs.append((f"hessian_density_{cell}", "Hessian eigenvalue density, one line per "
                          "method (mean over seeds; thin lines: single seeds)",
-                         F.density_figure, rs))
+                         DF.density_figure, rs))
         if F.keys_with(rs, "robustness", "corruptions"):
             rule = rules[dataset]
             consts = RF.constants_caption(rs)
@@ -334,19 +336,19 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                "", _write_table(out, "accuracy_vs_interval", intervals,
                                 T.interval_display(intervals), written), ""]
 
-    md += paper_layouts.sections(results, histories, out, written, _write_table, F.save_figure)
+    md += paper_layouts.sections(results, histories, out, written, _write_table, Sty.save_figure)
     md += table4.section(results, histories,
                          lambda name, num, disp: _write_table(out, name, num, disp, written))
-    md += stablekd.section(results, out, written, _write_table, F.save_figure)
+    md += stablekd.section(results, out, written, _write_table, Sty.save_figure)
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
-        written["figures"][stem] = F.save_figure(build(rs), out / "figures", stem)
+        written["figures"][stem] = Sty.save_figure(build(rs), out / "figures", stem)
         md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
         bar.update()
     for dataset, network in cells:
         stem = f"accuracy_vs_interval_{dataset}_{network}"
         d = intervals[(intervals["dataset"] == dataset) & (intervals["network"] == network)]
-        written["figures"][stem] = F.save_figure(F.interval_figure(d, f"{dataset} / {network}"),
+        written["figures"][stem] = Sty.save_figure(F.interval_figure(d, f"{dataset} / {network}"),
                                                  out / "figures", stem)
         caption = "Accuracy vs spaced interval s (s = 0: non-spaced counterpart)"
         md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
@@ -354,7 +356,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     written["skipped"] += skipped
     if curves:
         stem = "training_curves"
-        written["figures"][stem] = F.save_figure(F.training_curves_figure(curves),
+        written["figures"][stem] = Sty.save_figure(F.training_curves_figure(curves),
                                                  out / "figures", stem)
         md += ["### Training curves (mean ± std over seeds; red marks: spaced replays)", "",
                f"![training curves](figures/{stem}.png)", ""]

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from ..io import write_text
 from ..robustness.published import corruption_errors, normalised
 from . import figures as F
+from . import style as Sty
 from . import tables as T
 from .results import Result, group, method_label
 from .study_figures import tau_figure
@@ -216,8 +217,8 @@ def contour_figure(results: Sequence[Result]) -> Figure:
     n = len(sel)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    with sns.axes_style("white"), sns.plotting_context(F.CONTEXT):
-        fig, axes = F.new_figure(ncols, nrows, width=4.4, height=3.8)
+    with sns.axes_style("white"), sns.plotting_context(Sty.CONTEXT):
+        fig, axes = Sty.new_figure(ncols, nrows, width=4.4, height=3.8)
         for ax, (k, r) in zip(axes.flat, sel.items()):
             s = r.data["landscape"]["2d"]
             a, b = np.asarray(s["alphas"]), np.asarray(s["betas"])
@@ -231,7 +232,7 @@ def contour_figure(results: Sequence[Result]) -> Figure:
             ax.set_title(f"{k.label} (seed {r.seed})", fontsize="medium")
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
-        fig.suptitle(f"Loss landscape, 2-D slices (Li et al. 2018) — {F.results_title(results)}")
+        fig.suptitle(f"Loss landscape, 2-D slices (Li et al. 2018) — {Sty.results_title(results)}")
     return fig
 
 
@@ -247,18 +248,18 @@ def slice_figure(results: Sequence[Result]) -> Figure:
                          for a, v in zip(s["alphas"], s["loss"])]
     df = pd.DataFrame(rows)
     keys = [k for k in group(results) if k.label in set(df["label"])]
-    with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F.new_figure(width=6.4, height=4.4)
+    with sns.axes_style(Sty.STYLE), sns.plotting_context(Sty.CONTEXT):
+        fig, axes = Sty.new_figure(width=6.4, height=4.4)
         ax = axes[0, 0]
         sns.lineplot(data=df, x="alpha", y="loss", hue="label",
-                     hue_order=[k.label for k in keys], palette=F.label_colors(keys),
+                     hue_order=[k.label for k in keys], palette=Sty.label_colors(keys),
                      errorbar="sd", ax=ax)
         ax.set_yscale("log")
         ax.set_xlabel("α (filter-normalised random direction)")
         ax.set_ylabel("training loss (log scale)")
-        ax.set_title(f"Loss landscape, 1-D slices — {F.results_title(results)}\nmean ± std over seeds "
+        ax.set_title(f"Loss landscape, 1-D slices — {Sty.results_title(results)}\nmean ± std over seeds "
                      "(one random direction each)", fontsize="medium")
-        F.legend_below(fig, ax)
+        Sty.legend_below(fig, ax)
     return fig
 
 
@@ -267,8 +268,8 @@ def path_figure(results: Sequence[Result]) -> Figure:
     pair (this network at t = 0, the partner at t = 1), barrier heights in the legend."""
     paths = [(r, r.data["landscape"]["path"]) for r in results
              if (r.data.get("landscape") or {}).get("path")]
-    with sns.axes_style(F.STYLE), sns.plotting_context(F.CONTEXT):
-        fig, axes = F.new_figure(2, width=5.4, height=4.0)
+    with sns.axes_style(Sty.STYLE), sns.plotting_context(Sty.CONTEXT):
+        fig, axes = Sty.new_figure(2, width=5.4, height=4.0)
         colors = sns.color_palette("colorblind", len(paths))
         for (r, p), c in zip(paths, colors):
             q = p["partner"]
@@ -285,7 +286,7 @@ def path_figure(results: Sequence[Result]) -> Figure:
             ax.set_xlabel("t (0: this network, 1: partner)")
         bn = sorted({p["bn"] for _, p in paths})
         fig.suptitle(f"Linear paths between checkpoints (BatchNorm statistics: {', '.join(bn)})")
-        F.legend_below(fig, axes[0, 0], ncol=1)
+        Sty.legend_below(fig, axes[0, 0], ncol=1)
     return fig
 
 
@@ -301,7 +302,7 @@ def _table(out: Path, name: str, numeric: pd.DataFrame, display: pd.DataFrame,
 
 
 def _figure(out: Path, stem: str, caption: str, fig: Figure, written: dict) -> list[str]:
-    written["figures"][stem] = F.save_figure(fig, out / "figures", stem)
+    written["figures"][stem] = Sty.save_figure(fig, out / "figures", stem)
     return [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
 
 
