@@ -2,9 +2,10 @@
 import json
 
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from flatkd.report import build_report
-from flatkd.report.results import COUNTERPART, FAMILIES, load_results
+from flatkd.evidence.results import COUNTERPART, FAMILIES, load_results
 from flatkd.report.table4 import TABLE4, table4, table4_display
 
 ACC = {   # method → accuracy per seed 0, 1, 2 (fractions)
@@ -51,7 +52,14 @@ def test_table4_cells_delta_and_paired_test(tmp_path):
     assert lskd["w_ours_mean"] == pytest.approx((0.95 + 0.93 + 0.96) / 3)
     assert lskd["delta"] == pytest.approx(0.05 / 3) and lskd["n_pairs"] == 3
     assert lskd["t"] == pytest.approx(5.0) and lskd["p_value"] == pytest.approx(0.03775, abs=1e-4)
-    assert lskd["significant"] and "the gain survives" in lskd["verdict"]
+    # p < 0.05 on its own, but not after Holm over the table's tests (the verdict follows Holm)
+    tested = df["p_value"].dropna()
+    holm = multipletests(tested, method="holm")[1]
+    assert lskd["p_holm"] == pytest.approx(holm[list(tested.index).index(
+        df.index[(df["column"] == "LSKD") & (df["selection"] == "final")][0])], rel=1e-12)
+    assert lskd["p_holm"] > 0.05 and not lskd["significant"]
+    assert f"Holm-adjusted over {len(tested)} comparisons" in lskd["verdict"]
+    assert lskd["verdict"].endswith("the gain does not survive")
     tsb = final.loc["TSB"]                                   # +0.00, −… : not significant
     assert tsb["delta"] == pytest.approx(0.0) and not tsb["significant"]
     assert final.loc["DLB", "wo_kd_mean"] == pytest.approx(0.90)      # w/o KD = the DLB teacher
@@ -60,7 +68,7 @@ def test_table4_cells_delta_and_paired_test(tmp_path):
     assert list(shown.columns) == ["setting", "accuracy", "row", "TSB", "LSKD", "DLB"]
     rows = shown[shown["setting"] == "digits / resnet8, s = 1.5"].set_index("row")
     assert rows.loc["w/ Ours", "LSKD"] == "94.67 ± 1.53 (3)"
-    assert rows.loc["Δ (paired p)", "LSKD"] == "+1.67 (p = 0.038)"
+    assert rows.loc["Δ (paired p)", "LSKD"] == "+1.67 (p = 0.038, Holm 0.075, n.s.)"
     assert rows.loc["Δ (paired p)", "TSB"].endswith("n.s.)")
 
 

@@ -235,8 +235,8 @@ def _fake_run(root, method, seed, acc, interval=None, config=None, options=None)
 def test_report_layouts_of_tables_10_11_and_fig3(tmp_path):
     from flatkd.report import build_report
     from flatkd.report import paper_layouts as L
-    from flatkd.report.histories import load_histories
-    from flatkd.report.results import load_result, load_results
+    from flatkd.evidence.histories import load_histories
+    from flatkd.evidence.results import load_result, load_results
     ckpt_teacher = {"teacher": {"arch": "resnet8", "width": 2, "teacher_ckpt": "t.pt"}}
     tables, fig3 = tmp_path / "tables", tmp_path / "fig3"
     tables.mkdir(), fig3.mkdir()

@@ -1,4 +1,6 @@
 """build_report end to end on synthetic results (and two tiny real checkpoint files)."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,12 +40,14 @@ def test_report_writes_tables_figures_and_markdown(report):
     for files in [*w["tables"].values(), *w["figures"].values()]:
         for f in files:
             assert f.is_file() and f.stat().st_size > 0 and f.is_relative_to(out)
-    assert len(w["files"]) == 1 + 2 * len(w["tables"]) + 2 * len(w["figures"])
+    assert len(w["files"]) == 2 + 2 * len(w["tables"]) + 2 * len(w["figures"])   # + verdicts.json
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(p.name for p in w["files"])
     md = w["markdown"].read_text()
     for stem in w["figures"]:
         assert f"(figures/{stem}.png)" in md
-    assert "is significant" in md and "NOT significant" in md
+    comp = pd.read_csv(out / "tables" / "significance.csv")
+    assert (comp["p_value"] < 0.05).any() and "NOT significant" in md
+    assert ("is significant" in md) == bool((comp["p_holm"] < 0.05).any())
     assert "2 run(s) left out" in md and "self_s1.pt" in md
     assert "SPEC" not in md and not any("SPEC" in f.read_text() for fs in w["tables"].values()
                                         for f in fs)
@@ -55,14 +59,16 @@ def test_report_states_from_the_numbers_whether_the_gain_survives(report):
     md = w["markdown"].read_text()
     acc = pd.read_csv(out / "tables" / "accuracy.csv")
     assert "## Does spaced KD's gain over its counterpart survive?" in md
-    assert list(acc["verdict"]) == w["verdicts"][:len(acc)]
+    assert list(acc["verdict"]) == [v.sentence for v in w["verdicts"][:len(acc)]]
+    rows = json.loads((out / "verdicts.json").read_text())
+    assert [r["sentence"] for r in rows] == [v.sentence for v in w["verdicts"]]
     for v in acc["verdict"]:
         assert f"* {v}" in md
     assert "the paper's numbers are most likely *best over epochs*" in md
-    # every selection row's verdict agrees with its own p-value
+    # every selection row's verdict agrees with its own Holm-adjusted p-value
     for _, r in acc.iterrows():
         if r["p_value"] == r["p_value"]:
-            assert ("NOT significant" in r["verdict"]) == (r["p_value"] >= 0.05)
+            assert ("NOT significant" in r["verdict"]) == (r["p_holm"] >= 0.05)
 
 
 def test_csv_holds_the_numbers_and_steps_from_checkpoints(report):
@@ -151,7 +157,7 @@ def test_accuracy_vs_interval_only_with_two_intervals(report, tmp_path):
 
 
 def test_checkpoint_recorded_relative_to_an_ancestor_folder_resolves(tmp_path):
-    from flatkd.report import load_result
+    from flatkd.evidence import load_result
     import json
     res = tmp_path / "repo" / "checkpoints" / "results"
     p = fx.write_results(res, methods=("online",), seeds=(0,))[0]
@@ -171,7 +177,7 @@ def test_a_run_that_swings_is_not_converged_and_gets_no_verdict(tmp_path):
     table and CSV, and no comparison that uses it gives a verdict; the settled runs do."""
     import json
     from flatkd import checkpoint
-    from flatkd.report import convergence as C
+    from flatkd.evidence import convergence as C
     paths = fx.write_results(tmp_path / "res", methods=("baseline", "online", "spaced-online"))
     fx.write_checkpoints(paths)
     swung = next(p for p in paths if p.name == "online_seed1.json")
@@ -185,13 +191,13 @@ def test_a_run_that_swings_is_not_converged_and_gets_no_verdict(tmp_path):
     assert row["converged"] == False and row["last_epochs_spread_pp"] > 19   # noqa: E712
     assert runs[runs["method"] == "spaced-online"]["converged"].all()
     assert "NOT: seed 1" in (tmp_path / "out" / "tables" / "runs.md").read_text()
-    acc = [v for v in w["verdicts"] if "accuracy (final)" in v]
+    acc = [v.sentence for v in w["verdicts"] if v.what == "accuracy (final)"]
     assert acc and all("no verdict: runs not converged: online seed 1 (last 3 epochs span"
                        in v for v in acc)
     # the diagnostic itself, on the thresholds
     h = fx.history_rows("online", 0)
-    from flatkd.report.histories import TrainingHistory
-    from flatkd.report.results import load_result
+    from flatkd.evidence.histories import TrainingHistory
+    from flatkd.evidence.results import load_result
     r = load_result(paths[0])
     settled = C.diagnose(r, TrainingHistory(h, [], 0))
     assert settled.converged and settled.spread <= C.MAX_SPREAD

@@ -11,11 +11,11 @@ import report_fixtures as fx
 from flatkd.report import density_figure as DF
 from flatkd.report import figures as F
 from flatkd.report import robustness_figures as RF
-from flatkd.report import load_results
+from flatkd.evidence import load_results
 from flatkd.report import tables as T
-from flatkd.report import stats as S
+from flatkd.report import cells as S
 from flatkd.report import style as Sty
-from flatkd.report.results import METHOD_ORDER, GroupKey, group
+from flatkd.evidence.results import METHOD_ORDER, GroupKey, group
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pytest
 from scipy import stats
 
 import report_fixtures as fx
-from flatkd.report import load_results
+from flatkd.evidence import load_results
 from flatkd.report import robustness as R
 from flatkd.report import tables as T
-from flatkd.report import stats as S
+from flatkd.report import cells as S
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,42 @@ def test_chance_rule_threshold_by_hand():
     assert S.ChanceRule(10, None).threshold == pytest.approx(0.11)
     assert not S.ChanceRule(None, None).at_chance(0.0)
     assert "≤ 13.2 %" in rule.describe() and "360 test images" in rule.describe()
+
+
+def test_holm_matches_the_step_down_rule_by_hand_and_skips_missing_tests():
+    from flatkd.evidence import stats as ES
+    # sorted p: 0.01·3 = 0.03; 0.03·2 = 0.06; 0.04·1 = 0.04 → raised to 0.06 (monotone)
+    assert ES.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan],
+                                                                  nan_ok=True)
+    assert ES.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])          # capped at 1
+    a = {s: 0.9 + 0.01 * s for s in range(4)}
+    tests = [ES.paired_test(a, {s: v - 0.02 - 0.001 * (s % 2) for s, v in a.items()}), None,
+             ES.paired_test(a, {s: v - 0.01 * (s % 2) for s, v in a.items()})]
+    adj = ES.holm_adjusted(tests)
+    assert adj[1] is None and adj[0].family == adj[2].family == 2
+    from statsmodels.stats.multitest import multipletests
+    expect = multipletests([tests[0].p, tests[2].p], method="holm")[1]
+    assert [adj[0].p_holm, adj[2].p_holm] == pytest.approx(list(expect), rel=1e-12)
+    assert adj[2].significant is (adj[2].p_holm < 0.05) and adj[0].p == tests[0].p
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_detectable_difference_has_80_percent_power_under_the_noncentral_t(n):
+    """Closed form: power(δ) = P(|T| > t₀.₉₇₅,ₙ₋₁), T ~ noncentral t(n − 1, δ√n / sd)."""
+    from scipy import stats as st
+    from flatkd.evidence import stats as ES
+    sd = 0.7
+    d = ES.detectable_difference(sd, n)
+    crit = st.t.ppf(0.975, n - 1)
+    nc = d / sd * math.sqrt(n)
+    power = st.nct.sf(crit, n - 1, nc) + st.nct.cdf(-crit, n - 1, nc)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    assert ES.detectable_difference(2 * sd, n) == pytest.approx(2 * d)      # scales with sd
+    assert math.isnan(ES.detectable_difference(sd, 1))
+
+
+def test_detectable_difference_tends_to_the_normal_formula_for_many_seeds():
+    from scipy import stats as st
+    from flatkd.evidence import stats as ES
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    assert ES.detectable_difference(1.0, 2000) == pytest.approx(z / math.sqrt(2000), rel=2e-3)

@@ -8,11 +8,11 @@ from scipy import stats
 
 import report_fixtures as fx
 from flatkd.errors import FlatkdError
-from flatkd.report import load_results
-from flatkd.report import stats as S
+from flatkd.evidence import load_results
+from flatkd.evidence import stats as S
 from flatkd.report import tables as T
-from flatkd.report import verdicts as V
-from flatkd.report.results import find_result_files, group, load_result
+from flatkd.evidence import verdicts as V
+from flatkd.evidence.results import find_result_files, group, load_result
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_missing_method_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def with_history(tmp_path_factory):
     """Fixture results with checkpoints: (results, histories)."""
-    from flatkd.report.histories import load_histories
+    from flatkd.evidence.histories import load_histories
     paths = fx.write_results(tmp_path_factory.mktemp("hist"))
     fx.write_checkpoints(paths)
     rs = load_results(paths)
@@ -218,7 +218,7 @@ def test_exit_ensemble_rows_for_self_kd_only(with_history):
 
 
 def test_older_checkpoints_without_ensemble_columns_give_no_ensemble_rows(tmp_path):
-    from flatkd.report.histories import load_histories
+    from flatkd.evidence.histories import load_histories
     paths = fx.write_results(tmp_path, methods=("self", "spaced-self"))
     fx.write_checkpoints(paths, ensemble=False)
     rs = load_results(paths)
@@ -232,22 +232,30 @@ def test_verdict_says_whether_the_gain_survives(results):
     a = np.array(fx.ACCURACY["spaced-online"]) * 100
     assert on["verdict"].startswith(
         f"spaced-online (s=1.5) vs online, accuracy (final): {a.mean():.2f} ± {a.std(ddof=1):.2f}%")
-    assert on["verdict"].endswith("the gain survives") and f"p = {on['p_value']:.3g} < 0.05" in on["verdict"]
+    assert on["verdict"].endswith("the gain survives") and f"p = {on['p_value']:.3g}" in on["verdict"]
+    assert f"Holm-adjusted over 2 comparisons p = {on['p_holm']:.3g} < 0.05" in on["verdict"]
+    assert "(3 vs 3 seeds, 360 test images)" in on["verdict"]
+    assert f"detects |Δ| ≥ {100 * on['detectable']:.2f} pp at 80 % power" in on["verdict"]
     assert "NOT significant" in se["verdict"] and se["verdict"].endswith("the gain does not survive")
     st = S.Stat
-    worse = V.gain_verdict("s", "o", "x", st(0.5, 0.01, 3), st(0.6, 0.01, 3),
-                           S.paired_test({0: .5, 1: .49, 2: .51}, {0: .6, 1: .61, 2: .6}))
-    assert worse.endswith("spaced KD is worse here")
-    flat = V.gain_verdict("s", "o", "trace", st(1.0, 0.1, 3), st(2.0, 0.1, 3),
-                          S.paired_test({0: 1, 1: 1.1, 2: .9}, {0: 2, 1: 2.2, 2: 1.9}),
-                          scale=1.0, unit="", higher_is_better=False)
-    assert flat.endswith("the flatness gain survives")
-    one = V.gain_verdict("s", "o", "x", st(0.5, None, 1), st(0.4, None, 1),
-                         S.paired_test({0: .5}, {0: .4}))
-    assert "too few for a significance test" in one
+    worse = V.Verdict("s", "o", "x", st(0.5, 0.01, 3), st(0.6, 0.01, 3),
+                      S.paired_test({0: .5, 1: .49, 2: .51}, {0: .6, 1: .61, 2: .6}))
+    assert worse.sentence.endswith("spaced KD is worse here") and worse.outcome == "worse"
+    flat = V.Verdict("s", "o", "trace", st(1.0, 0.1, 3), st(2.0, 0.1, 3),
+                     S.paired_test({0: 1, 1: 1.1, 2: .9}, {0: 2, 1: 2.2, 2: 1.9}),
+                     scale=1.0, unit="", higher_is_better=False)
+    assert flat.sentence.endswith("the flatness gain survives") and flat.outcome == "gain"
+    one = V.Verdict("s", "o", "x", st(0.5, None, 1), st(0.4, None, 1),
+                    S.paired_test({0: .5}, {0: .4}))
+    assert "too few for a significance test" in one.sentence
     comp = T.comparison_table(results)
     tr = comp[(comp["metric"] == "hessian_trace") & (comp["spaced"].str.startswith("spaced-online"))]
-    assert tr.iloc[0]["verdict"].endswith("the flatness gain survives")
+    tr = tr.iloc[0]            # p < 0.05 alone, not after Holm over the table's 6 comparisons
+    assert tr["p_value"] < 0.05 and tr["p_holm"] > 0.05 and not tr["significant"]
+    from statsmodels.stats.multitest import multipletests
+    assert list(comp["p_holm"]) == pytest.approx(list(multipletests(comp["p_value"],
+                                                                    method="holm")[1]))
+    assert tr["verdict"].endswith("the flatness gain does not survive")
 
 
 def test_history_falls_back_to_the_run_folders_metrics_csv(tmp_path):
@@ -255,7 +263,7 @@ def test_history_falls_back_to_the_run_folders_metrics_csv(tmp_path):
     writer): equal rows, step count and best accuracy; only the replay boundaries are lost."""
     import csv
     import io as _io
-    from flatkd.report.histories import load_histories, training_history
+    from flatkd.evidence.histories import load_histories, training_history
     paths = fx.write_results(tmp_path / "r", methods=("online", "spaced-online"))
     ckpts = fx.write_checkpoints(paths)
     rs = load_results(paths)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 import report_fixtures as fx
-from flatkd.report import build_report, load_results
+from flatkd.evidence import load_results
+from flatkd.report import build_report
 from flatkd.report import style as Sty
 from flatkd.report import robustness_figures as RF
 from flatkd.report import measures as M

@@ -13,7 +13,7 @@ import yaml
 from flatkd import sweep as sw
 from flatkd.cli import main
 from flatkd.errors import FlatkdError
-from flatkd.sweep import launch
+from flatkd.sweep import launch, slurm
 from flatkd.sweep.spec import preset_names
 
 #: a sweep small enough to train and evaluate in-process in seconds
@@ -30,7 +30,8 @@ TINY = {
 }
 
 #: what the tests that train and evaluate run: two runs
-RUN = {**TINY, "methods": ["spaced-online"]}
+RUN = {**TINY, "methods": ["spaced-online"],        # constant lr: more epochs may resume
+       "train": {**TINY["train"], "optim.schedule": "constant"}}
 
 
 def _write(tmp_path, data, name="tiny.yaml") -> Path:
@@ -307,9 +308,23 @@ def test_run_skips_finished_work_resumes_and_reevaluates(tmp_path, in_process):
 
     # a checkpoint of another experiment is refused before any work, naming the key
     in_process.calls.clear()
-    other = {**longer, "train": {**longer["train"], "optim": {"lr": 0.5}}}
+    other = {**longer, "train": {**longer["train"], "optim.lr": 0.5}}
     with pytest.raises(FlatkdError, match=r"trained with optim.lr=0.05 \(the sweep asks for 0.5\)"):
         sw.run_sweep(_load(tmp_path, other), say=lambda line: None)
+    assert in_process.calls == []
+
+
+def test_more_epochs_under_a_decaying_lr_are_refused_before_any_work(tmp_path, in_process):
+    """The digits preset's cosine schedule depends on the epoch count: a finished run cannot
+    continue to more epochs (the resume would refuse it), so the sweep says so up front."""
+    data = {**TINY, "methods": ["spaced-online"], "intervals": [0.5],
+            "train": {**TINY["train"], "epochs": 1}}
+    sw.run_sweep(_load(tmp_path, data), say=lambda line: None)
+    in_process.calls.clear()
+    longer = _load(tmp_path, {**data, "train": {**data["train"], "epochs": 2}})
+    with pytest.raises(FlatkdError, match=r"trained with epochs=1 under the cosine lr schedule "
+                                          r"\(it depends on the epoch count\) \(the sweep asks for 2\)"):
+        sw.run_sweep(longer, say=lambda line: None)
     assert in_process.calls == []
 
 
@@ -355,18 +370,18 @@ def test_slurm_jobs_serialise_and_the_sbatch_script_has_the_sweep_parameters(tmp
     import submitit
     from submitit.core.utils import DelayedSubmission
     s = _load(tmp_path, {**TINY, "slurm": SLURM})
-    ex = launch.executor(s, cluster="debug")
+    ex = slurm.executor(s, cluster="debug")
     assert ex.parameters["timeout_min"] == 30 and ex.parameters["name"] == "flatkd-tiny"
     # what a job carries: the sweep record (plain data) and a run name
-    job = DelayedSubmission(launch.run_job, s.record(), s.runs[1].name, "local", 1)
+    job = DelayedSubmission(slurm.run_job, s.record(), s.runs[1].name, "local", 1)
     job.dump(tmp_path / "job.pkl")
     back = DelayedSubmission.load(tmp_path / "job.pkl")
-    assert back.function is launch.run_job
+    assert back.function is slurm.run_job
     rebuilt = sw.parse.from_record(back.args[0])
     assert [r.name for r in rebuilt.runs] == [r.name for r in s.runs]
     assert rebuilt.out == s.out and rebuilt.run(back.args[1]).interval == 0.5
     pickle.loads(pickle.dumps(s.record()))
-    text = launch.sbatch_preview(s, 3)
+    text = slurm.sbatch_preview(s, 3)
     for line in ("#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --time=30",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --mem=8GB", "#SBATCH --job-name=flatkd-tiny"):
         assert line in text, text

@@ -15,19 +15,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
-from ..io import write_text
-from . import density_figure as DF
-from . import figures as F
-from . import robustness_figures as RF
-from . import paper_layouts, stablekd, table4
-from . import robustness as R
-from . import stats as S
-from . import style as Sty
-from . import tables as T
-from .convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
+
+from ..evidence import selections as Sel, stats as S
+from ..evidence.convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
+from ..evidence.histories import TrainingHistory, load_histories
+from ..evidence.results import FAMILIES, Result, fmt_interval, group, load_results
+from ..evidence.verdicts import Verdict
+from ..io import write_json, write_text
+from . import (cells as C, density_figure as DF, figures as F, paper_layouts, robustness as R,
+               robustness_figures as RF, stablekd, style as Sty, table4, tables as T)
 from .measures import measures_section
-from .histories import TrainingHistory, load_histories
-from .results import FAMILIES, Result, fmt_interval, group, load_results
 
 MAX_LISTED = 5
 NOTES = """\
@@ -39,7 +36,11 @@ NOTES = """\
 * With several seeds a cell is mean ± sample std (ddof = 1); "seeds" gives the number of runs.
 * Spaced methods are compared with their non-spaced counterpart (spaced-online ↔ online,
   spaced-self ↔ self) by a paired t-test (scipy.stats.ttest_rel) over the seeds both have,
-  α = {alpha}. "NOT significant" means the seeds do not show a difference at that level.
+  α = {alpha}, with Holm's step-down correction over the comparisons of one table (`p_holm`);
+  "significant" is decided on the Holm-adjusted p. "NOT significant" means the seeds do not
+  show a difference at that level; `detectable` is the smallest true difference the same
+  number of seeds would find with 80 % power, given the observed spread of the paired
+  differences: a non-significant Δ far below it says nothing either way.
   Corruption and BIM cells are each tested on their own (no multiple-comparison correction).
 * Δ = mean(w/ Ours) − mean(w/o Ours), in percentage points (pp).
 """
@@ -67,7 +68,7 @@ def in_percent(name: str, numeric: pd.DataFrame) -> pd.DataFrame:
         df[cols] = df[cols].astype(float) * 100
         return df.rename(columns={c: f"{c}_pct" if c == "accuracy" else f"{c}_pp" for c in cols})
     if name == "significance" and "metric" in df:
-        scale = df["metric"].map(lambda m: T.METRICS.get(m).scale).astype(float)
+        scale = df["metric"].map(lambda m: Sel.METRICS.get(m).scale).astype(float)
         for c in [c for c in df.columns if c.endswith(("_mean", "_std")) or c == "delta"]:
             df[c] = df[c] * scale
         return df.assign(unit=["% (delta: pp)" if x == 100 else "" for x in scale])
@@ -98,9 +99,9 @@ def results_index(results: Iterable[Result], histories: dict | None = None) -> p
             rows.append({"file": r.path.name, "dataset": r.dataset, "arch": r.arch,
                          "method": r.method, "interval": r.interval, "model": r.model,
                          "seed": r.seed,
-                         "accuracy": T.METRICS.get("accuracy").extract(r),
-                         "hessian_trace": T.METRICS.get("hessian_trace").extract(r),
-                         "top_eigenvalue": T.METRICS.get("top_eigenvalue").extract(r),
+                         "accuracy": Sel.METRICS.get("accuracy").extract(r),
+                         "hessian_trace": Sel.METRICS.get("hessian_trace").extract(r),
+                         "top_eigenvalue": Sel.METRICS.get("top_eigenvalue").extract(r),
                          "sections": "+".join(s for s in ("flatness", "robustness") if s in r.data),
                          "bn": bn_mode(r),
                          "last_epochs_spread": d.spread, "final_minus_best": d.final_minus_best,
@@ -219,7 +220,7 @@ def _curves(results: Sequence[Result], histories: dict[Path, TrainingHistory | N
     return curves
 
 
-def _rules(results: Sequence[Result], histories: dict) -> dict[str, S.ChanceRule]:
+def _rules(results: Sequence[Result], histories: dict) -> dict[str, C.ChanceRule]:
     """Chance-level rule per dataset (classes from the registry, else from a checkpoint)."""
     out = {}
     for d in sorted({r.dataset for r in results}):
@@ -229,16 +230,25 @@ def _rules(results: Sequence[Result], histories: dict) -> dict[str, S.ChanceRule
     return out
 
 
-def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[str]:
-    """The report's answer to "does spaced KD's gain survive?", sentence by sentence."""
+def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[Verdict]:
+    """The report's answers to "does spaced KD's gain survive?": the accuracy table's verdicts,
+    then the flatness metrics' of the significance table."""
+    flat = [v for v, m in zip(comp.attrs.get("verdicts", []), comp["metric"]) if m != "accuracy"]
+    return [v for v in acc.attrs.get("verdicts", []) if v is not None] + flat
+
+
+def _verdicts_md(verdicts: list[Verdict]) -> list[str]:
     md = ["## Does spaced KD's gain over its counterpart survive?", "",
-          "Each sentence is computed from the result files: mean ± std over seeds, Δ and the "
-          f"paired t-test (α = {S.ALPHA:g}).", ""]
-    md += [f"* {v}" for v in acc["verdict"]]
-    flat = comp[comp["metric"] != "accuracy"] if len(comp) else comp
-    if len(flat):
+          "Each sentence is computed from the result files: mean ± std over seeds, the test-set "
+          f"size, Δ and the paired t-test (α = {S.ALPHA:g}) with Holm's correction over the "
+          "comparisons of its table, and the smallest difference the seeds could detect with "
+          "80 % power (from the observed paired standard deviation). Every field is in "
+          "`verdicts.json`.", ""]
+    md += [f"* {v.sentence}" for v in verdicts if v.higher_is_better]
+    flat = [v for v in verdicts if not v.higher_is_better]
+    if flat:
         md += ["", "Flatness (the paper's explanation: spaced KD should find flatter minima):", ""]
-        md += [f"* {s}" for s in flat["verdict"]]
+        md += [f"* {v.sentence}" for v in flat]
     return md + [""]
 
 
@@ -266,8 +276,8 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     """Render the report of the given result files (directories are searched recursively).
 
     Returns ``{"markdown": Path, "tables": {name: [csv, md]}, "figures": {stem: [png, pdf]},
-    "n_results": int, "skipped": [reason, ...], "verdicts": [sentence, ...] (does spaced KD's
-    gain survive, per accuracy selection and flatness metric), "summaries": [sentence, ...]
+    "n_results": int, "skipped": [reason, ...], "verdicts": [Verdict, ...] (does spaced KD's
+    gain survive, per accuracy selection and flatness metric; also in ``verdicts.json``), "summaries": [sentence, ...]
     (corruption and BIM cells), "files": [every path written]}``.
     """
     results = load_results(result_paths)
@@ -320,9 +330,9 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]
     bar.update()
     if has_acc or len(comp):
-        verdicts = _verdicts(acc if has_acc else acc.iloc[0:0], comp)
-        written["verdicts"] = [v[2:] for v in verdicts if v.startswith("* ")]
-        md += verdicts
+        written["verdicts"] = _verdicts(acc, comp)
+        write_json(out / "verdicts.json", [v.as_row() for v in written["verdicts"]])
+        md += _verdicts_md(written["verdicts"])
     bar.update()
 
     md += _robustness_tables(results, out, written)
@@ -370,5 +380,6 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     md += [NOTES.format(alpha=S.ALPHA)]
     write_text(written["markdown"], "\n".join(md))
     written["files"] = [written["markdown"], *(f for fs in written["tables"].values() for f in fs),
-                        *(f for fs in written["figures"].values() for f in fs)]
+                        *(f for fs in written["figures"].values() for f in fs),
+                        *([out / "verdicts.json"] if written["verdicts"] else [])]
     return written

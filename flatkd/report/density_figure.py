@@ -11,7 +11,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .results import GroupKey, Result, group
+from ..evidence.results import GroupKey, Result, group
 from .style import (CONTEXT, STYLE, fit_legend, label_colors, method_dashes, new_figure,
                     results_title)
 

@@ -30,10 +30,10 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .results import FAMILIES, GroupKey, Result, fmt_interval, group, sort_keys
+from ..evidence.results import FAMILIES, GroupKey, Result, fmt_interval, group, sort_keys
+from ..evidence.selections import SELECTIONS
 from .style import (CONTEXT, STYLE, accuracy_axis, clip_band, figure_legend, label_colors,
                     method_colors, method_dashes, new_figure, results_title)
-from .tables import SELECTIONS
 
 
 def family_panels(keys: Iterable[GroupKey]) -> list[tuple[str, list[GroupKey]]]:

@@ -18,12 +18,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from ..evidence.results import Result, group, method_label
 from ..io import write_text
 from ..robustness.published import corruption_errors, normalised
-from . import figures as F
-from . import style as Sty
-from . import tables as T
-from .results import Result, group, method_label
+from . import figures as F, style as Sty, tables as T
 from .study_figures import tau_figure
 
 AXIS_NAMES = ("method", "interval", "seed", "network", "dataset")

@@ -22,9 +22,9 @@ import pandas as pd
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
-from . import stats as S
-from . import tables as T
-from .results import Result, fmt_interval
+from ..evidence import selections as Sel, stats as S
+from ..evidence.results import Result, fmt_interval
+from . import cells as C
 
 SELECTIONS = ("final", "best")
 PLAIN = (0, None)        # (start_epoch, window_epochs) of a spaced run without critical period
@@ -55,7 +55,7 @@ def run_setting(r: Result) -> tuple[str | None, int, int | None]:
 
 
 def _extract(histories) -> Callable[[str], Callable[[Result], float | None]]:
-    return lambda name: (lambda r: T.SELECTIONS[name].extract(r, (histories or {}).get(r.path)))
+    return lambda name: (lambda r: Sel.SELECTIONS[name].extract(r, (histories or {}).get(r.path)))
 
 
 def _students(results, method: str) -> list[Result]:
@@ -91,7 +91,7 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
             a, b = _stat_row(fn(r) for r in off), _stat_row(fn(r) for r in sp)
             if a["n"] == 0 and b["n"] == 0:
                 continue
-            test = S.paired_test(T.seeded(sp, fn), T.seeded(off, fn)) if a["n"] and b["n"] else None
+            test = S.paired_test(Sel.seeded(sp, fn), Sel.seeded(off, fn)) if a["n"] and b["n"] else None
             rows.append({"dataset": dataset, "network": network, "teacher": teacher,
                          "selection": name, **{f"offline_{k}": v for k, v in a.items()},
                          **{f"spaced_{k}": v for k, v in b.items()}, "interval": s,
@@ -107,13 +107,13 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
 def offline_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "Dataset": df["dataset"], "Student": df["network"], "Teacher": df["teacher"],
-        "accuracy": df["selection"].map(lambda n: T.SELECTIONS[n].label),
-        "Offline KD": [S.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
-        "Spaced KD": [S.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
+        "accuracy": df["selection"].map(lambda n: Sel.SELECTIONS[n].label),
+        "Offline KD": [C.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
+        "Spaced KD": [C.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
         "s (epochs)": df["interval"].map(fmt_interval),
-        "Δ (pp)": [S.fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ (pp)": [C.fmt_num(d * 100, "+.2f") for d in df["delta"]],
         "seeds (offline, spaced)": [f"{a}, {b}" for a, b in zip(df["offline_n"], df["spaced_n"])],
-        "p (paired t)": [S.fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (paired t)": [C.fmt_num(p, ".3g") for p in df["p_value"]],
     })
 
 
@@ -148,13 +148,13 @@ def constant_ahead_display(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, network, selection, method), one column per s (s = 0: online KD)."""
     if df.empty:
         return df
-    cells = df.assign(cell=[f"{S.fmt_stat(m, s, 100)} ({n})"
+    cells = df.assign(cell=[f"{C.fmt_stat(m, s, 100)} ({n})"
                             for m, s, n in zip(df["mean"], df["std"], df["n"])],
                       s=df["interval"].map(lambda s: "s = 0 (online)" if s == 0 else f"s = {s:g}"))
     order = list(dict.fromkeys(cells.sort_values("interval")["s"]))
     wide = cells.pivot_table(index=["dataset", "network", "selection", "method"], columns="s",
                              values="cell", aggfunc="first").reindex(columns=order).reset_index()
-    wide["selection"] = wide["selection"].map(lambda n: T.SELECTIONS[n].label)
+    wide["selection"] = wide["selection"].map(lambda n: Sel.SELECTIONS[n].label)
     wide.columns.name = None
     return wide.rename(columns={"dataset": "Dataset", "network": "Network",
                                 "selection": "accuracy", "method": "Method"})
@@ -197,9 +197,9 @@ def critical_period_table(results: Sequence[Result], histories=None) -> pd.DataF
 def critical_period_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "Dataset": df["dataset"], "Network": df["network"], "s (epochs)": df["interval"].map(fmt_interval),
-        "accuracy": df["selection"].map(lambda n: T.SELECTIONS[n].label), "Spaced KD": df["variant"],
+        "accuracy": df["selection"].map(lambda n: Sel.SELECTIONS[n].label), "Spaced KD": df["variant"],
         "start epoch": df["start_epoch"].map(lambda e: "—" if math.isnan(e) else f"{e:g}"),
-        "accuracy (%)": [S.fmt_stat(m, s, 100) for m, s in zip(df["mean"], df["std"])],
+        "accuracy (%)": [C.fmt_stat(m, s, 100) for m, s in zip(df["mean"], df["std"])],
         "seeds": df["n"]})
 
 

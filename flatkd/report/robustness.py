@@ -8,9 +8,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .results import FAMILIES, GroupKey, Result, fmt_interval, group
-from .stats import ALPHA, describe, fmt_num, fmt_stat, paired_test, stat_cols
-from .tables import seeded
+from ..evidence.results import FAMILIES, GroupKey, Result, fmt_interval, group
+from ..evidence.selections import seeded
+from ..evidence.stats import ALPHA, describe, paired_test
+from .cells import fmt_num, fmt_stat, stat_cols
 
 
 def corruption_cells(r: Result) -> dict[tuple, float]:

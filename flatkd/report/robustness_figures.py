@@ -14,10 +14,10 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..evidence.results import Result, dataset_facts, group, robustness_constants
+from .cells import ChanceRule
 from .style import (CONTEXT, STYLE, accuracy_axis, clip_band, fit_legend, label_colors,
                     legend_below, method_dashes, new_figure, results_title)
-from .results import Result, dataset_facts, group, robustness_constants
-from .stats import ChanceRule
 
 #: what the corruption severity constants mean, for captions.
 CONSTANTS_TEXT = {"imagenet-c": "imagenet-c (ImageNet-C's parameters, harsher at 32 px)",

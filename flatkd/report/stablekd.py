@@ -20,8 +20,9 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
-from .results import Result
-from .stats import describe, fmt_stat
+from ..evidence.results import Result
+from ..evidence.stats import describe
+from .cells import fmt_stat
 from .style import CONTEXT, STYLE, accuracy_axis, legend_below, new_figure, palette
 
 #: method → scheme label; the baselines count only with a teacher some StableKD run uses

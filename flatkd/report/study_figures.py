@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .results import GroupKey, sort_keys
+from ..evidence.results import GroupKey, sort_keys
 from .style import CONTEXT, METHOD_COLORS, STYLE, figure_legend, label_colors, new_figure
 
 TARGET_LABELS = {"gap": "generalization gap\n(train − test acc., pp)",

@@ -26,8 +26,8 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..evidence.results import COUNTERPART, GroupKey, Result, sort_keys
 from ..io import atomic_path
-from .results import COUNTERPART, GroupKey, Result, sort_keys
 
 STYLE = "whitegrid"
 CONTEXT = "notebook"

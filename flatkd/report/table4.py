@@ -22,10 +22,11 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .results import FAMILIES, Result
-from .stats import fmt_stat
-from .histories import Histories
-from .tables import SELECTIONS, accuracy_table, to_markdown
+from ..evidence.histories import Histories
+from ..evidence.results import FAMILIES, Result
+from ..evidence.selections import SELECTIONS
+from .cells import fmt_stat
+from .tables import accuracy_table, holm_within, to_markdown
 
 #: column → (w/o KD, w/ KD, w/ Ours) methods (the report's KD families); Table 4's three
 #: columns first, in the paper's order.
@@ -36,7 +37,8 @@ PAPER_COLUMNS = ("TSB", "CTKD", "LSKD")
 
 COLUMNS = (["column", "dataset", "network", "interval", "selection"]
            + [f"{p}_{s}" for p in ("wo_kd", "w_kd", "w_ours") for s in ("mean", "std", "n")]
-           + ["delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict",
+           + ["delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant",
+              "statement", "verdict",
               "wo_kd_method", "w_kd_method", "w_ours_method"])
 
 
@@ -46,14 +48,16 @@ def table4(results: Iterable[Result], histories: Histories | None = None) -> pd.
     The rows of :func:`~flatkd.report.tables.accuracy_table` for these families, in the
     paper's naming (w/ KD = the family's non-spaced method, w/ Ours = its spaced one)."""
     df = accuracy_table(results, histories)
-    df = df[df["family"].isin([c.lower() for c in TABLE4])].copy()
+    df = holm_within(df, df["family"].isin([c.lower() for c in TABLE4]))
     df = df.rename(columns=lambda c: "w_kd" + c[len("wo_ours"):] if c.startswith("wo_ours_")
                    else c)
     df["column"] = df["family"].str.upper()
     for i, key in enumerate(("wo_kd_method", "w_kd_method", "w_ours_method")):
         df[key] = df["column"].map(lambda c, i=i: TABLE4[c][i])
     order = {c: i for i, c in enumerate(TABLE4)}
+    verdicts = dict(zip(df.index, df.attrs["verdicts"]))
     df = df.sort_values("column", key=lambda col: col.map(order), kind="stable")
+    df.attrs["verdicts"] = [verdicts[i] for i in df.index]
     return df.reset_index(drop=True).reindex(columns=COLUMNS)
 
 
@@ -77,7 +81,7 @@ def table4_display(df: pd.DataFrame) -> pd.DataFrame:
         for col, r in by_col.items():
             delta[col] = "—" if math.isnan(r["delta"]) else (
                 f"{r['delta'] * 100:+.2f}" + ("" if math.isnan(r["p_value"]) else
-                                              f" (p = {r['p_value']:.2g}"
+                                              f" (p = {r['p_value']:.2g}, Holm {r['p_holm']:.2g}"
                                               + (")" if r["significant"] else ", n.s.)")))
         out.append(delta)
     cols = ["setting", "accuracy", "row"] + [c for c in TABLE4 if c in set(df["column"])]
@@ -103,7 +107,8 @@ def section(results: Iterable[Result], histories: Histories | None,
              "Per method: *w/o KD* the network without distillation (baseline; for DLB / PS-KD "
              "the self-distilled teacher alone), *w/ KD* the method inside online KD, *w/ Ours* "
              "inside spaced KD; % mean ± std (seeds); Δ = w/ Ours − w/ KD with a paired t-test "
-             "(n.s.: not significant at α = 0.05). Columns: " + ", ".join(
+             "and its Holm-adjusted p over this table's tests (n.s.: not significant at "
+             "α = 0.05 after Holm). Columns: " + ", ".join(
                  f"{c} = {TABLE4[c][1]} / {TABLE4[c][2]}" for c in present) + ".", "",
              write("table4", df, table4_display(df)), ""]
     verdicts = [f"* {c}: {v}" for c, v, s in zip(df["column"], df["verdict"], df["selection"])

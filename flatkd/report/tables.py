@@ -7,7 +7,8 @@ Every table is built twice: a numeric :class:`pandas.DataFrame` (what the CSV ho
 check) and a display frame of formatted strings (what the Markdown shows). Across seeds a cell is
 ``mean ± std`` (sample std, ddof = 1); a spaced method is compared with its non-spaced counterpart
 (spaced-online ↔ online, spaced-self ↔ self) by a paired t-test over the seeds both have
-(:func:`flatkd.report.stats.paired_test`), and the verdict is written out in words.
+(:func:`flatkd.evidence.stats.paired_test`, Holm-adjusted over the rows of one table), and the
+verdict is written out in words (:class:`flatkd.evidence.verdicts.Verdict`).
 
 Accuracy comes in *selections* (:data:`SELECTIONS`): the final model's clean test accuracy (from
 the robustness suite), the best test accuracy over the training epochs (from the checkpoint's
@@ -17,118 +18,34 @@ checkpoint's metrics carry ``ensemble_test_acc``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..registry import Registry
-from .histories import Histories, TrainingHistory
-from .results import (COUNTERPART, FAMILIES, GroupKey, Result, fmt_interval, group,
-                      method_label)
-from .stats import PairedTest, describe, fmt_num, fmt_stat, paired_test, stat_cols
-from .verdicts import gain_verdict, unless_converged
-
-@dataclass(frozen=True)
-class Metric:
-    """A scalar read from one result. ``scale`` converts to display units (100 → percent)."""
-
-    name: str
-    label: str
-    unit: str
-    scale: float
-    digits: int
-    extract: Callable[[Result], float | None]
-    higher_is_better: bool = True
-
-
-METRICS: Registry[Metric] = Registry("metric")
-
-
-def _register(metric: Metric) -> Metric:
-    return METRICS.register(metric.name)(metric)
-
-
-def _clean_accuracy(r: Result) -> float | None:
-    return (r.robustness or {}).get("clean_accuracy")
-
-
-def _hessian(r: Result) -> Mapping:
-    return (r.flatness or {}).get("hessian") or {}
-
-
-def _trace(r: Result) -> float | None:
-    return (_hessian(r).get("trace") or {}).get("mean")
-
-
-def _top_eig(r: Result) -> float | None:
-    eigs = _hessian(r).get("top_eigenvalues") or []
-    return max(eigs) if eigs else None
-
-
-_register(Metric("accuracy", "test accuracy", "%", 100.0, 2, _clean_accuracy))
-_register(Metric("hessian_trace", "Hessian trace", "", 1.0, 2, _trace, higher_is_better=False))
-_register(Metric("top_eigenvalue", "top Hessian eigenvalue", "", 1.0, 2, _top_eig,
-                 higher_is_better=False))
-
-
-def by_seed(results: Sequence[Result], metric: Metric) -> dict[int, float]:
-    """``{seed: value}`` of results that have a seed and a value for ``metric``."""
-    out = {}
-    for r in results:
-        v = metric.extract(r)
-        if r.seed is not None and v is not None:
-            out[r.seed] = float(v)
-    return out
+from ..evidence.histories import Histories
+from ..evidence.results import (COUNTERPART, FAMILIES, GroupKey, Result, dataset_facts,
+                                fmt_interval, group, method_label)
+from ..evidence.selections import (METRICS, SELECTIONS, Metric, by_seed, hessian_section,
+                                   hessian_trace, history_of, seeded, top_eigenvalue)
+from ..evidence.stats import PairedTest, describe, holm_adjusted, paired_test
+from ..evidence.verdicts import Verdict, stale_runs
+from .cells import fmt_num, fmt_stat, stat_cols
 
 
 def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
                missing: str = "") -> dict:
     """Paired-test columns; with no test, ``missing`` (or a generic reason) is the statement."""
     if test is None:
-        return {"n_pairs": 0, "t": math.nan, "p_value": math.nan, "significant": None,
+        return {"n_pairs": 0, "t": math.nan, "p_value": math.nan, "p_holm": math.nan,
+                "detectable": math.nan, "significant": None,
                 "statement": missing or f"cannot compare {a} with {b}: no {metric.label} "
                                         "on one side"}
-    return {"n_pairs": test.n, "t": test.t, "p_value": test.p, "significant": test.significant,
+    return {"n_pairs": test.n, "t": test.t, "p_value": test.p, "p_holm": test.p_holm,
+            "detectable": test.detectable, "significant": test.significant,
             "statement": test.statement(a, b, metric.unit, metric.scale, metric.digits)}
 
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which accuracy a Table 1/2 row reports. ``extract(result, history)`` gives a fraction or
-    None; ``families`` limits the selection to some KD families (None: all)."""
-
-    name: str
-    label: str
-    extract: Callable[[Result, TrainingHistory | None], float | None]
-    families: tuple[str, ...] | None = None
-
-
-def _final(r: Result, h: TrainingHistory | None) -> float | None:
-    return _clean_accuracy(r)
-
-
-def _best(r: Result, h: TrainingHistory | None) -> float | None:
-    return h.best("student_test_acc") if h else None
-
-
-def _ensemble_final(r: Result, h: TrainingHistory | None) -> float | None:
-    return h.final("ensemble_test_acc") if h else None
-
-
-def _ensemble_best(r: Result, h: TrainingHistory | None) -> float | None:
-    return h.best("ensemble_test_acc") if h else None
-
-
-#: accuracy selections, in table order.
-SELECTIONS: dict[str, Selection] = {s.name: s for s in (
-    Selection("final", "final", _final),
-    Selection("best", "best over epochs", _best),
-    Selection("ensemble_final", "exit ensemble, final", _ensemble_final, ("self",)),
-    Selection("ensemble_best", "exit ensemble, best over epochs", _ensemble_best, ("self",)),
-)}
 
 #: what the paper's Tables 1/2 report, for the report text.
 PAPER_SELECTION_NOTE = (
@@ -141,21 +58,38 @@ PAPER_SELECTION_NOTE = (
     "student is the deepest exit; *exit ensemble* averages the softmax of all exits.")
 
 
-def _hist(histories: Histories | None, r: Result) -> TrainingHistory | None:
-    return (histories or {}).get(r.path)
+def _holm_over_table(pending: list[tuple[PairedTest | None, dict]]
+                     ) -> list[tuple[PairedTest | None, dict]]:
+    """``(test, verdict fields)`` of one table's rows with the tests Holm-adjusted over the
+    table."""
+    tests = holm_adjusted([t for t, _ in pending])
+    return [(t, kw) for t, (_, kw) in zip(tests, pending)]
 
 
-def seeded(results: Sequence[Result], fn: Callable[[Result], float | None]) -> dict[int, float]:
-    out = {}
-    for r in results:
-        v = fn(r)
-        if r.seed is not None and v is not None:
-            out[r.seed] = float(v)
-    return out
+def _with_verdicts(df: pd.DataFrame, verdicts: list[Verdict | None]) -> pd.DataFrame:
+    """``df`` with its rows' :class:`Verdict` objects (None: nothing to compare) in
+    ``df.attrs["verdicts"]``, one per row: what the report and the notebooks read."""
+    df.attrs["verdicts"] = verdicts
+    return df
+
+
+def holm_within(df: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
+    """The rows of a verdict table (:func:`accuracy_table`, :func:`comparison_table`) where
+    ``keep`` holds, as a table of their own: Holm's correction redone over these rows' tests,
+    and their ``p_holm``, ``significant`` and ``verdict`` columns and verdict objects with it."""
+    verdicts = [v for v, k in zip(df.attrs.get("verdicts", [None] * len(df)), keep) if k]
+    sub = df[keep.to_numpy()].copy()
+    tests = holm_adjusted([v.test if v is not None else None for v in verdicts])
+    verdicts = [v if v is None else replace(v, test=t) for v, t in zip(verdicts, tests)]
+    sub["p_holm"] = [t.p_holm if t is not None else math.nan for t in tests]
+    sub["significant"] = [t.significant if t is not None else None for t in tests]
+    sub["verdict"] = [v.sentence if v is not None else st
+                      for v, st in zip(verdicts, sub["statement"])]
+    return _with_verdicts(sub, verdicts)
 
 
 def _mean_steps(results: Sequence[Result], histories: Histories | None) -> float:
-    steps = [h.step for h in (_hist(histories, r) for r in results) if h is not None]
+    steps = [h.step for h in (history_of(histories, r) for r in results) if h is not None]
     return float(np.mean(steps)) if steps else math.nan
 
 
@@ -168,14 +102,16 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
     Columns (accuracies are fractions): ``family, dataset, network, interval, selection``, then
     ``wo_kd_*`` (baseline), ``wo_ours_*`` (online or self), ``w_ours_*`` (spaced) with
     ``_mean/_std/_n``, ``delta`` = w_ours_mean − wo_ours_mean, the paired test columns
-    ``n_pairs, t, p_value, significant, statement``, ``verdict`` (a full sentence with means ±
+    ``n_pairs, t, p_value, p_holm, detectable, significant, statement`` (``p_holm``: Holm over
+    the table's tests; ``detectable``: smallest difference found with 80 % power),
+    ``verdict`` (a full sentence with means ±
     std), and ``wo_ours_steps``/``w_ours_steps`` (mean student optimizer steps from the
     checkpoints; NaN without them). Student models only. The *final* row is always present;
     the other selections only where some value exists.
     """
     metric = METRICS.get("accuracy")
     groups = {k: v for k, v in group(results).items() if k.model == "student"}
-    rows = []
+    rows, pending = [], []
     for family, (base_m, plain_m, spaced_m) in FAMILIES.items():
         cells = sorted({(k.dataset, k.network) for k in groups if k.method in (plain_m, spaced_m)})
         for dataset, network in cells:
@@ -191,7 +127,7 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                         continue
 
                     def fn(r, sel=sel):
-                        return sel.extract(r, _hist(histories, r))
+                        return sel.extract(r, history_of(histories, r))
                     a_st = describe(fn(r) for r in spaced)
                     b_st = describe(fn(r) for r in plain)
                     k_st = describe(fn(r) for r in base)
@@ -208,22 +144,29 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                     missing = "".join(f"no {m} results; " for m, rs in ((spaced_m, spaced),
                                                                           (plain_m, plain))
                                       if not rs)
-                    label = method_label(spaced_m, s)
-                    row |= _test_cols(test, label, plain_m, metric,
-                                      missing.rstrip("; ") + (" to compare" if missing else ""))
-                    row["verdict"] = (gain_verdict(label, plain_m, f"accuracy ({sel.label})",
-                                                   a_st, b_st, test)
-                                      if not missing else row["statement"])
-                    row["verdict"] = unless_converged(row["verdict"], spaced + plain, histories)
+                    row["missing"] = missing.rstrip("; ") + (" to compare" if missing else "")
                     row["wo_ours_steps"] = _mean_steps(plain, histories)
                     row["w_ours_steps"] = _mean_steps(spaced, histories)
                     rows.append(row)
-    return pd.DataFrame(rows, columns=_ACC_COLUMNS)
+                    pending.append((test, dict(
+                        spaced=method_label(spaced_m, s), plain=plain_m,
+                        what=f"accuracy ({sel.label})", a=a_st, b=b_st,
+                        n_test=dataset_facts(dataset)[1],
+                        stale=stale_runs(spaced + plain, histories))))
+    verdicts = []
+    for row, (test, kw) in zip(rows, _holm_over_table(pending)):
+        missing = row.pop("missing")
+        row |= _test_cols(test, kw["spaced"], kw["plain"], metric, missing)
+        v = None if missing else Verdict(test=test, **kw)
+        row["verdict"] = row["statement"] if v is None else v.sentence
+        verdicts.append(v)
+    return _with_verdicts(pd.DataFrame(rows, columns=_ACC_COLUMNS), verdicts)
 
 
 _ACC_COLUMNS = (["family", "dataset", "network", "interval", "selection"]
                 + [f"{p}_{s}" for p in ("wo_kd", "wo_ours", "w_ours") for s in ("mean", "std", "n")]
-                + ["delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict",
+                + ["delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant",
+                   "statement", "verdict",
                    "wo_ours_steps", "w_ours_steps"])
 
 
@@ -237,13 +180,13 @@ def flatness_table(results: Iterable[Result]) -> pd.DataFrame:
     """
     rows = []
     for k, rs in group(results).items():
-        hs = [_hessian(r) for r in rs if _hessian(r)]
+        hs = [hessian_section(r) for r in rs if hessian_section(r)]
         if not hs:
             continue
         row = {"dataset": k.dataset, "network": k.network, "method": k.method,
                "interval": k.interval, "model": k.model, "label": k.label}
-        row |= stat_cols("trace", describe(_trace(r) for r in rs))
-        row |= stat_cols("top_eig", describe(_top_eig(r) for r in rs))
+        row |= stat_cols("trace", describe(hessian_trace(r) for r in rs))
+        row |= stat_cols("top_eig", describe(top_eigenvalue(r) for r in rs))
         se = [h.get("trace", {}).get("stderr") for h in hs]
         row["trace_stderr"] = float(np.mean(se)) if all(s is not None for s in se) else math.nan
         row["n_samples"] = hs[0].get("n_samples")
@@ -262,11 +205,12 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
 
     Columns: ``dataset, network, model, metric, spaced, counterpart``, ``spaced_*`` and
     ``base_*`` (``_mean/_std/_n``, in the metric's raw units), ``delta`` (difference of means),
-    ``n_pairs, t, p_value, significant, statement, verdict`` (:func:`gain_verdict`; for the
+    ``n_pairs, t, p_value, p_holm, detectable, significant, statement, verdict``
+    (:class:`~flatkd.evidence.verdicts.Verdict`, also in ``df.attrs["verdicts"]``; for the
     flatness metrics a gain is a decrease). Rows without values on both sides are left out.
     """
     groups = group(results)
-    rows = []
+    rows, pending = [], []
     for k, spaced in groups.items():
         if k.method not in COUNTERPART:
             continue
@@ -284,17 +228,24 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
                    "spaced": k.label, "counterpart": base_key.label}
             row |= stat_cols("spaced", a_st) | stat_cols("base", b_st)
             row["delta"] = a_st.mean - b_st.mean
-            test = paired_test(by_seed(spaced, m), by_seed(base, m))
-            row |= _test_cols(test, k.label, base_key.label, m)
-            what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
-            row["verdict"] = unless_converged(
-                gain_verdict(k.label, base_key.label, what, a_st, b_st, test, m.scale, m.unit,
-                             m.digits, m.higher_is_better), spaced + base, histories)
             rows.append(row)
-    return pd.DataFrame(rows, columns=[
+            what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
+            pending.append((paired_test(by_seed(spaced, m), by_seed(base, m)), dict(
+                spaced=k.label, plain=base_key.label, what=what, a=a_st, b=b_st,
+                scale=m.scale, unit=m.unit, digits=m.digits, higher_is_better=m.higher_is_better,
+                n_test=dataset_facts(k.dataset)[1] if name == "accuracy" else None,
+                stale=stale_runs(spaced + base, histories))))
+    verdicts = []
+    for row, (test, kw) in zip(rows, _holm_over_table(pending)):
+        m = METRICS.get(row["metric"])
+        row |= _test_cols(test, kw["spaced"], kw["plain"], m)
+        verdicts.append(Verdict(test=test, **kw))
+        row["verdict"] = verdicts[-1].sentence
+    return _with_verdicts(pd.DataFrame(rows, columns=[
         "dataset", "network", "model", "metric", "spaced", "counterpart",
         *[f"{p}_{s}" for p in ("spaced", "base") for s in ("mean", "std", "n")],
-        "delta", "n_pairs", "t", "p_value", "significant", "statement", "verdict"])
+        "delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant", "statement",
+        "verdict"]), verdicts)
 
 
 # ---------------------------------------------------------------- accuracy vs interval (Table 6)
@@ -326,7 +277,7 @@ def interval_table(results: Iterable[Result], histories: Histories | None = None
                 sel = SELECTIONS[name]
 
                 def fn(r, sel=sel):
-                    return sel.extract(r, _hist(histories, r))
+                    return sel.extract(r, history_of(histories, r))
                 b_st = describe(fn(r) for r in plain)
                 entries = [(base_m, math.nan, base), (plain_m, 0.0, plain)]
                 entries += [(spaced_m, s, groups[GroupKey(dataset, network, spaced_m, s,

@@ -30,8 +30,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..evidence.results import SECTIONS, Result, base_network, load_results
 from ..registry import Registry
-from ..report.results import SECTIONS, Result, base_network, load_results
 
 Extract = Callable[[Mapping[str, Any]], list[tuple[str, float]]]
 MEASURES: Registry[Extract] = Registry("measure family")

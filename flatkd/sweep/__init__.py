@@ -22,9 +22,10 @@ import yaml
 
 from ..errors import FlatkdError
 from ..io import writable_target, write_text
-from .launch import (CLUSTERS, LAUNCHERS, Outcome, default_nproc, eval_argv, run_local,
-                     sbatch_preview, states, submit, summarize, train_argv)
+from .launch import (CLUSTERS, LAUNCHERS, Outcome, default_nproc, eval_argv, run_local, states,
+                     summarize, train_argv)
 from .parse import load
+from .slurm import sbatch_preview, submit
 from .spec import Run, Sweep, preset_names
 
 __all__ = ["CLUSTERS", "LAUNCHERS", "Outcome", "Run", "Sweep", "load", "plan_text",

@@ -17,8 +17,8 @@ import yaml
 from .. import config as cfgmod
 from ..errors import FlatkdError
 from .spec import (AXES, BLOCK_KEYS, DEVICES, EVAL_KEYS, EVAL_PATH_KEYS, MODELS, PATH_KEYS,
-                   RESERVED, SLURM_LAUNCHERS, SUITES, TOP_KEYS, TORCHRUN_KEYS, EvalSpec, Run,
-                   Sweep, fmt_value, preset_names, presets_dir)
+                   RESERVED, SLURM_LAUNCHERS, SUITES, TOP_KEYS, TORCHRUN_KEYS, EvalSpec, Run, Sweep,
+                   fmt_value, preset_names, presets_dir)
 
 
 def locate(path_or_name: str | Path) -> Path:
@@ -244,7 +244,6 @@ def build(data: dict, source: str, name_default: str) -> Sweep:
     if slurm.get("launcher", "local") not in SLURM_LAUNCHERS:
         raise _fail(source, f"slurm.launcher: {slurm['launcher']!r} is not valid; valid "
                     f"choices: {', '.join(SLURM_LAUNCHERS)}")
-    from .launch import check_slurm_parameters
     check_slurm_parameters(slurm, source)
     return Sweep(name, out, list(runs.values()), ev, torchrun, slurm, source, data, axes)
 
@@ -351,3 +350,24 @@ def _eval_config_path(config: str, source: str) -> Path:
                    if x.name.startswith("eval") and x.name.endswith(".yaml"))
     raise _fail(source, f"eval.config: {config} is neither a file nor a preset; presets: "
                 f"{', '.join(names)}")
+
+
+def check_slurm_parameters(params: Mapping[str, Any], source: str) -> None:
+    """Check executor parameters the way submitit will (without a cluster): generic names
+    (timeout_min, gpus_per_node, cpus_per_task, mem_gb, nodes, tasks_per_node, name, ...) with
+    their types, and ``slurm_``-prefixed sbatch options."""
+    rest = {k: v for k, v in params.items() if k != "launcher"}
+    if not rest:
+        return
+    import tempfile
+
+    import submitit
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            submitit.AutoExecutor(folder=tmp, cluster="debug").update_parameters(**rest)
+    except (NameError, AssertionError, ValueError, TypeError) as e:
+        generic = ", ".join(sorted(submitit.AutoExecutor._valid_parameters()))
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FlatkdError(f"sweep file {source}: slurm: {first}; valid keys: launcher, {generic}, "
+                          "or slurm_<sbatch option> (e.g. slurm_partition, "
+                          "slurm_array_parallelism)") from None

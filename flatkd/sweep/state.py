@@ -97,13 +97,16 @@ def _peek(path: Path) -> dict:
 def _mismatch(run: Run, saved: dict, now: dict) -> str | None:
     """The first setting the checkpoint was trained with that differs from the sweep's (keys the
     checkpoint does not record, from an older flatkd, are not compared)."""
-    from ..training.resume import RESUME_MAY_CHANGE
+    from ..training.resume import RESUME_MAY_CHANGE, epochs_fixed_by
     was, want = cfgmod.flatten(saved), cfgmod.flatten(now)
     for key in sorted(want):
         if key in was and key not in RESUME_MAY_CHANGE and was[key] != want[key]:
             return f"{key}={was[key]!r} (the sweep asks for {want[key]!r})"
     if was.get("epochs", 0) > want["epochs"]:
         return f"epochs={was['epochs']!r} (the sweep asks for {want['epochs']!r})"
+    if "epochs" in was and was["epochs"] != want["epochs"] and epochs_fixed_by(saved):
+        return (f"epochs={was['epochs']!r} under {epochs_fixed_by(saved)} (the sweep asks for "
+                f"{want['epochs']!r})")
     return None
 
 

@@ -12,6 +12,15 @@ RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "data_root", "download",
                      "log.tensorboard", "log.wandb")
 
 
+def epochs_fixed_by(saved: dict) -> str | None:
+    """Why a run trained with config ``saved`` (plain dict) cannot continue to another epoch
+    count — its lr schedule depends on the count — or None when it can."""
+    schedule = (saved.get("optim") or {}).get("schedule", "constant")
+    if schedule != "constant":
+        return f"the {schedule} lr schedule (it depends on the epoch count)"
+    return None
+
+
 def check_resumable(cfg: TrainConfig, raw: dict, stages: int) -> None:
     """Raise FlatkdError, naming the key, unless checkpoint ``raw`` can be resumed under
     ``cfg`` (a run of ``stages`` training stages): not an archive, no changed setting outside
@@ -30,9 +39,9 @@ def check_resumable(cfg: TrainConfig, raw: dict, stages: int) -> None:
         if stages > 1:
             raise FlatkdError(f"--resume: epochs cannot change for {cfg.method} (its "
                               f"{stages} stages split the {saved['epochs']} epochs)")
-        if cfg.optim.schedule != "constant":
-            raise FlatkdError("--resume: epochs cannot change under the "
-                              f"{cfg.optim.schedule} lr schedule (it depends on the epoch count)")
+        fixed = epochs_fixed_by(saved)
+        if fixed:
+            raise FlatkdError(f"--resume: epochs cannot change under {fixed}")
         if cfg.epochs < raw["epoch"]:
             raise FlatkdError(f"--resume: the checkpoint has already trained {raw['epoch']} "
                               f"epochs; --epochs {cfg.epochs} is fewer")
