@@ -194,6 +194,8 @@ def test_a_run_that_swings_is_not_converged_and_gets_no_verdict(tmp_path):
     acc = [v.sentence for v in w["verdicts"] if v.what == "accuracy (final)"]
     assert acc and all("no verdict: runs not converged: online seed 1 (last 3 epochs span"
                        in v for v in acc)
+    shown = (tmp_path / "out" / "tables" / "accuracy.md").read_text()
+    assert "† (1 not converged)" in shown
     # the diagnostic itself, on the thresholds
     h = fx.history_rows("online", 0)
     from flatkd.evidence.histories import TrainingHistory

@@ -284,3 +284,17 @@ def test_history_falls_back_to_the_run_folders_metrics_csv(tmp_path):
         assert r.method != "spaced-online" or b.boundaries      # the checkpoint had them
         (ck.parent / "metrics.csv").unlink()
         assert "not found" in training_history(r)[1]
+
+
+def test_best_recalibrated_selection_needs_every_epoch_recalibrated():
+    from flatkd.evidence.histories import TrainingHistory
+    from flatkd.evidence.selections import SELECTIONS
+    sel = SELECTIONS["best_recalibrated"]
+    every = [{"student_test_acc": a, "student_test_acc_recalibrated": b}
+             for a, b in ((0.5, 0.9), (0.95, 0.93), (0.7, 0.96))]
+    assert sel.extract(None, TrainingHistory(every, [], 0)) == 0.96     # not the as-saved 0.95
+    assert SELECTIONS["best"].extract(None, TrainingHistory(every, [], 0)) == 0.95
+    last_only = [{"student_test_acc": 0.5}, {"student_test_acc": 0.8,
+                                             "student_test_acc_recalibrated": 0.9}]
+    assert sel.extract(None, TrainingHistory(last_only, [], 0)) is None
+    assert sel.extract(None, None) is None

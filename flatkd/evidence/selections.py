@@ -83,6 +83,15 @@ def _best(r: Result, h: TrainingHistory | None) -> float | None:
     return h.best("student_test_acc") if h else None
 
 
+def _best_recalibrated(r: Result, h: TrainingHistory | None) -> float | None:
+    """The best BN-recalibrated per-epoch test accuracy, only when every epoch recorded one
+    (``metrics.bn_recalibrated=true``): a maximum over some epochs would not be comparable."""
+    col = "student_test_acc_recalibrated"
+    if h is None or len(h.column(col)) != len(h.rows) or not h.rows:
+        return None
+    return h.best(col)
+
+
 def _ensemble_final(r: Result, h: TrainingHistory | None) -> float | None:
     return h.final("ensemble_test_acc") if h else None
 
@@ -95,6 +104,7 @@ def _ensemble_best(r: Result, h: TrainingHistory | None) -> float | None:
 SELECTIONS: dict[str, Selection] = {s.name: s for s in (
     Selection("final", "final", _final),
     Selection("best", "best over epochs", _best),
+    Selection("best_recalibrated", "best over epochs, BatchNorm recalibrated", _best_recalibrated),
     Selection("ensemble_final", "exit ensemble, final", _ensemble_final, ("self",)),
     Selection("ensemble_best", "exit ensemble, best over epochs", _ensemble_best, ("self",)),
 )}

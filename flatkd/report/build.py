@@ -42,7 +42,8 @@ NOTES = """\
   number of seeds would find with 80 % power, given the observed spread of the paired
   differences: a non-significant Δ far below it says nothing either way.
   Corruption and BIM cells are each tested on their own (no multiple-comparison correction).
-* Δ = mean(w/ Ours) − mean(w/o Ours), in percentage points (pp).
+* Δ = mean(w/ Ours) − mean(w/o Ours), in percentage points (pp); "†" after Δ: some run of
+  that comparison has not converged (see the runs table), so it gives no verdict.
 """
 
 

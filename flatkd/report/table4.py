@@ -38,7 +38,7 @@ PAPER_COLUMNS = ("TSB", "CTKD", "LSKD")
 COLUMNS = (["column", "dataset", "network", "interval", "selection"]
            + [f"{p}_{s}" for p in ("wo_kd", "w_kd", "w_ours") for s in ("mean", "std", "n")]
            + ["delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant",
-              "statement", "verdict",
+              "statement", "verdict", "not_converged",
               "wo_kd_method", "w_kd_method", "w_ours_method"])
 
 
@@ -82,7 +82,8 @@ def table4_display(df: pd.DataFrame) -> pd.DataFrame:
             delta[col] = "—" if math.isnan(r["delta"]) else (
                 f"{r['delta'] * 100:+.2f}" + ("" if math.isnan(r["p_value"]) else
                                               f" (p = {r['p_value']:.2g}, Holm {r['p_holm']:.2g}"
-                                              + (")" if r["significant"] else ", n.s.)")))
+                                              + (")" if r["significant"] else ", n.s.)"))
+                + (" †" if r["not_converged"] else ""))
         out.append(delta)
     cols = ["setting", "accuracy", "row"] + [c for c in TABLE4 if c in set(df["column"])]
     return pd.DataFrame(out).reindex(columns=cols).fillna("")
@@ -108,7 +109,8 @@ def section(results: Iterable[Result], histories: Histories | None,
              "the self-distilled teacher alone), *w/ KD* the method inside online KD, *w/ Ours* "
              "inside spaced KD; % mean ± std (seeds); Δ = w/ Ours − w/ KD with a paired t-test "
              "and its Holm-adjusted p over this table's tests (n.s.: not significant at "
-             "α = 0.05 after Holm). Columns: " + ", ".join(
+             "α = 0.05 after Holm; †: a run of the comparison has not converged, so it gives "
+             "no verdict). Columns: " + ", ".join(
                  f"{c} = {TABLE4[c][1]} / {TABLE4[c][2]}" for c in present) + ".", "",
              write("table4", df, table4_display(df)), ""]
     verdicts = [f"* {c}: {v}" for c, v, s in zip(df["column"], df["verdict"], df["selection"])

@@ -54,7 +54,10 @@ PAPER_SELECTION_NOTE = (
     "`student_test_acc` column), i.e. an epoch chosen on the test set, which is optimistic. "
     "The paper does not say which of the two its Tables 1 and 2 report (it says results are "
     "averaged over three repeats); the official training scripts print the best test accuracy "
-    "over epochs, so the paper's numbers are most likely *best over epochs*. For self KD the "
+    "over epochs, so the paper's numbers are most likely *best over epochs*. *best over epochs, "
+    "BatchNorm recalibrated* (runs trained with `metrics.bn_recalibrated=true` only) takes "
+    "the maximum of the per-epoch accuracies after re-estimating the BatchNorm statistics, "
+    "so a stale-statistics dip cannot pick the epoch. For self KD the "
     "student is the deepest exit; *exit ensemble* averages the softmax of all exits.")
 
 
@@ -159,6 +162,7 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
         row |= _test_cols(test, kw["spaced"], kw["plain"], metric, missing)
         v = None if missing else Verdict(test=test, **kw)
         row["verdict"] = row["statement"] if v is None else v.sentence
+        row["not_converged"] = len(kw["stale"])
         verdicts.append(v)
     return _with_verdicts(pd.DataFrame(rows, columns=_ACC_COLUMNS), verdicts)
 
@@ -166,7 +170,7 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
 _ACC_COLUMNS = (["family", "dataset", "network", "interval", "selection"]
                 + [f"{p}_{s}" for p in ("wo_kd", "wo_ours", "w_ours") for s in ("mean", "std", "n")]
                 + ["delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant",
-                   "statement", "verdict",
+                   "statement", "verdict", "not_converged",
                    "wo_ours_steps", "w_ours_steps"])
 
 
@@ -337,10 +341,13 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
         "w/o KD": [fmt_stat(m, s, 100) for m, s in zip(df["wo_kd_mean"], df["wo_kd_std"])],
         "w/o Ours": [fmt_stat(m, s, 100) for m, s in zip(df["wo_ours_mean"], df["wo_ours_std"])],
         "w/ Ours": [fmt_stat(m, s, 100) for m, s in zip(df["w_ours_mean"], df["w_ours_std"])],
-        "Δ": [fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ": [fmt_num(d * 100, "+.2f") + (f" † ({k} not converged)" if k else "")
+              for d, k in zip(df["delta"], df["not_converged"])],
         "seeds (w/o KD, w/o Ours, w/ Ours)": [
             f"{a}, {b}, {c}" for a, b, c in zip(df["wo_kd_n"], df["wo_ours_n"], df["w_ours_n"])],
         "p (paired t)": [fmt_num(p, ".3g") for p in df["p_value"]],
+        "p (Holm)": [fmt_num(p, ".3g") for p in df["p_holm"]],
+        "detectable Δ (80 % power)": [fmt_num(d * 100, ".2f") for d in df["detectable"]],
     })
     if df["wo_ours_steps"].notna().any() or df["w_ours_steps"].notna().any():
         out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{fmt_num(a, '.0f')}, {fmt_num(b, '.0f')}"
