@@ -433,8 +433,12 @@ class Trainer:
         st = raw["state"]
         self.method.load_state_dict({**st["method"], "replay_steps": st["replay_steps"]})
         self.opt_steps = dict(st["optimizer_steps"])
-        if self.dist.is_main:                   # the saved totals cover every rank's batches
-            self._sums.update(st.get("partial_sums", {}))
-            self._counts.update(st.get("partial_counts", {}))
+        # the saved totals cover every rank's batches: rank 0 takes them, the others the same
+        # keys at zero, so every rank all-reduces lists of one length at the epoch's end
+        main = self.dist.is_main
+        for k, v in st.get("partial_sums", {}).items():
+            self._sums[k] = v if main else 0.0
+        for k, v in st.get("partial_counts", {}).items():
+            self._counts[k] = v if main else 0
         self.epoch, self.step, self.metrics = raw["epoch"], raw["step"], list(raw["metrics"])
         self.provenance = {**raw["provenance"], "resumed": provenance.collect(seed=self.cfg.seed)}
