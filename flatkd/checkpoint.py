@@ -3,10 +3,12 @@
 Keys: format, version, method, arch, dataset, num_classes, models (name → state_dict),
 architectures (name → ``flatkd.models.create`` kwargs), optim (name → optimizer state),
 epoch, step, config (resolved, plain), metrics (per-epoch rows), provenance, state (loop and
-method state for ``--resume``: replay buffer, step counters).
+method state for ``--resume``: replay buffer, step counters), integrity (``content_sha256``,
+written by :func:`save`). Reading verifies the archive's CRCs and that hash.
 """
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -35,16 +37,73 @@ _ZIP_MAGIC = b"PK\x03\x04"           # torch.save's archive format (every flatkd
 _TYPE_NAMES = {str: "a string", int: "an integer", dict: "a mapping", list: "a list"}
 
 
+def content_sha256(payload: dict) -> str:
+    """SHA-256 of a checkpoint's content: every entry but ``integrity``, walked in sorted key
+    order — tensors by dtype, shape and raw bytes, other leaves by type and exact value (floats
+    as ``float.hex``). Recorded at write time in ``integrity.content_sha256``; an altered
+    tensor or value changes it even when the archive's own CRCs were rewritten to match."""
+    h = hashlib.sha256()
+
+    def walk(obj: Any) -> None:
+        if torch.is_tensor(obj):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            h.update(f"D{len(obj)}".encode())
+            for k in sorted(obj, key=str):
+                h.update(f"K{k!s}".encode())
+                walk(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"L{len(obj)}".encode())
+            for v in obj:
+                walk(v)
+        elif isinstance(obj, float):
+            h.update(f"F{obj.hex()}".encode())
+        else:
+            h.update(f"{type(obj).__name__}:{obj!s}".encode())
+    walk({k: v for k, v in payload.items() if k != "integrity"})
+    return h.hexdigest()
+
+
 def save(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` (must hold every key in REQUIRED_KEYS) atomically; return the path."""
+    """Write ``payload`` (must hold every key in REQUIRED_KEYS) atomically with its
+    :func:`content_sha256` in ``integrity``; return the path."""
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     if payload["format"] != FORMAT:
         raise ValueError("checkpoint payload has the wrong format tag")
+    payload = {**payload, "integrity": {"content_sha256": content_sha256(payload)}}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def _verify_archive(p: Path) -> None:
+    """The zip CRC-32 torch stores for every record of the archive (a flipped byte anywhere
+    fails it)."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{p} is truncated or not a checkpoint file "
+                              f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})") from None
+    if bad is not None:
+        raise CheckpointError(f"{p} is corrupted: record {bad.partition('/')[2] or bad!r} fails "
+                              "its CRC check (the file "
+                              "changed after it was written); retrain or restore it")
+
+
+def _verify_content(data: dict, p: Path) -> None:
+    """The content hash recorded at write time, when there is one (older checkpoints: none)."""
+    rec = data.get("integrity")
+    if rec is None:
+        return
+    want = rec.get("content_sha256") if isinstance(rec, dict) else None
+    if not isinstance(want, str) or content_sha256(data) != want:
+        raise CheckpointError(f"{p} is corrupted: its content does not match the hash recorded "
+                              "when it was written; retrain or restore it")
 
 
 def read(path: str | Path) -> dict:
@@ -58,6 +117,7 @@ def read(path: str | Path) -> dict:
         raise CheckpointError(f"{p} is empty (0 bytes), not a flatkd checkpoint")
     if head != _ZIP_MAGIC:
         raise CheckpointError(f"{p} is not a flatkd checkpoint (not a PyTorch checkpoint archive)")
+    _verify_archive(p)
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -69,6 +129,7 @@ def read(path: str | Path) -> dict:
         raise CheckpointError(f"{p} is truncated or not a checkpoint file "
                               f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})") from None
     validate(data, p)
+    _verify_content(data, p)
     return data
 
 

@@ -6,6 +6,7 @@ import stat
 import pytest
 import torch
 
+from flatkd.checkpoint import content_sha256
 from flatkd.cli import main
 from flatkd.io import write_text
 
@@ -45,7 +46,37 @@ def _mutate(raw, how):
     elif how == "nonfinite":
         w = raw["models"]["student"]["fc.weight"]
         w[0, 0] = math.nan
+    # as a writer that made these mistakes would have recorded it: the content hash matches
+    raw["integrity"] = {"content_sha256": content_sha256(raw)}
     return raw
+
+
+def _flip_inside_a_tensor(src, dst, n=2000):
+    """``src`` with ``n`` bytes inverted inside its largest tensor record (same size)."""
+    import zipfile
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start, start + min(n, info.file_size)):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+def _broken(how, digits_checkpoint, bad):
+    """Write the broken checkpoint ``how`` to ``bad``."""
+    if how == "empty":
+        bad.write_bytes(b"")
+    elif how == "yaml":
+        bad.write_text("method: online\narch: resnet8\n")
+    elif how == "flipped":
+        _flip_inside_a_tensor(digits_checkpoint, bad)
+    elif how == "altered":          # a valid archive whose tensor changed after the hash was taken
+        raw = torch.load(digits_checkpoint, weights_only=True)
+        raw["models"]["student"]["fc.bias"][0] += 1.0
+        torch.save(raw, bad)
+    else:
+        torch.save(_mutate(torch.load(digits_checkpoint, weights_only=True), how), bad)
 
 
 @pytest.mark.parametrize("how,expect", [
@@ -59,18 +90,29 @@ def _mutate(raw, how):
     ("version-1", "checkpoint version -1"),
     ("num_classes", "'num_classes' must be an integer"),
     ("nonfinite", "non-finite weights (fc.weight holds NaN or Inf); refusing to evaluate it"),
+    ("flipped", "is corrupted: record 'data/"),
+    ("altered", "is corrupted: its content does not match the hash recorded when it was written"),
 ])
 def test_broken_checkpoint_is_refused_by_eval(how, expect, digits_checkpoint, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
-    if how == "empty":
-        bad.write_bytes(b"")
-    elif how == "yaml":
-        bad.write_text("method: online\narch: resnet8\n")
-    else:
-        torch.save(_mutate(torch.load(digits_checkpoint, weights_only=True), how), bad)
+    _broken(how, digits_checkpoint, bad)
     out = tmp_path / "r.json"
     code, err = run_cli(["eval", "--ckpt", bad, "--suite", "flatness", "--out", out], capsys)
     assert_clean(code, err, expect)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["offline", "stablekd"])
+@pytest.mark.parametrize("how", ["flipped", "altered"])
+def test_corrupted_teacher_checkpoint_is_refused_before_training(method, how, digits_checkpoint,
+                                                                 tmp_path, capsys):
+    bad = tmp_path / "teacher.pt"
+    _broken(how, digits_checkpoint, bad)
+    out = tmp_path / "run"
+    epochs = ["--epochs", "3"] if method == "stablekd" else []     # StableKD-4/2: 3 stages
+    code, err = run_cli(["train", "--method", method, *DIGITS, *SMALL, *epochs, "--teacher-ckpt",
+                         bad, "--out", out, "--quiet"], capsys)
+    assert_clean(code, err, "is corrupted")
     assert not out.exists()
 
 
@@ -150,7 +192,8 @@ def test_eval_output_path_is_checked_before_any_work(where, expect, digits_check
 # ---------------------------------------------------------------- resume
 def test_resume_with_changed_settings_is_refused_naming_the_key(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "--method", "online", *DIGITS, *SMALL, "--out", out, "--quiet"]
+    base = ["train", "--method", "online", *DIGITS, *SMALL, "--out", out, "--quiet",
+            "--set", "optim.schedule=constant"]              # constant lr: epochs may grow
     assert run_cli(base, capsys)[0] == 0
     config_before = (out / "config.yaml").read_bytes()
     code, err = run_cli(base + ["--resume", "--set", "optim.lr=0.2"], capsys)
@@ -159,6 +202,10 @@ def test_resume_with_changed_settings_is_refused_naming_the_key(tmp_path, capsys
     code, err = run_cli(base + ["--resume", "--set", "kd.teacher_init=same"], capsys)
     assert_clean(code, err, "kd.teacher_init")
     assert run_cli(base + ["--resume", "--epochs", "2", "--set", "num_workers=0"], capsys)[0] == 0
+    cosine = ["train", "--method", "online", *DIGITS, *SMALL, "--out", tmp_path / "cos", "--quiet"]
+    assert run_cli(cosine, capsys)[0] == 0                          # the digits preset: cosine
+    code, err = run_cli(cosine + ["--resume", "--epochs", "2"], capsys)
+    assert_clean(code, err, "epochs cannot change under the cosine lr schedule")
 
 
 # ---------------------------------------------------------------- files
