@@ -116,6 +116,31 @@ def test_corrupted_teacher_checkpoint_is_refused_before_training(method, how, di
     assert not out.exists()
 
 
+@pytest.mark.parametrize("method", ["offline", "stablekd", "dkd", "at", "shake", "kd-mse"])
+def test_non_finite_teacher_is_refused_before_anything_is_written(method, digits_checkpoint,
+                                                                  tmp_path, capsys):
+    bad = tmp_path / "nan.pt"
+    _broken("nonfinite", digits_checkpoint, bad)
+    out = tmp_path / "run"
+    epochs = ["--epochs", "3"] if method in ("stablekd", "kd-mse") else []
+    code, err = run_cli(["train", "--method", method, *DIGITS, *SMALL, *epochs, "--teacher-ckpt",
+                         bad, "--out", out, "--quiet"], capsys)
+    assert_clean(code, err, "network 'student' has non-finite weights (fc.weight holds NaN or "
+                            "Inf); refusing to distil from it")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["online", "baseline", "dml"])
+def test_teacher_ckpt_is_refused_where_it_would_be_ignored(method, digits_checkpoint, tmp_path,
+                                                           capsys):
+    out = tmp_path / "run"
+    code, err = run_cli(["train", "--method", method, *DIGITS, *SMALL, "--teacher-ckpt",
+                         digits_checkpoint, "--out", out, "--quiet"], capsys)
+    assert_clean(code, err, f"--teacher-ckpt: {method} does not distil from a pretrained "
+                            "teacher, so it would be ignored; methods that take one: at, dkd,")
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------- training settings
 @pytest.mark.parametrize("extra,expect", [
     (["--set", "optim.lr=inf"], "optim.lr must be a finite number > 0, got inf"),
@@ -130,6 +155,9 @@ def test_corrupted_teacher_checkpoint_is_refused_before_training(method, how, di
     (["--set", "kd.feature_loss=mse"], "valid choices: l2, l1, smoothl1, ce, dist"),
     (["--set", "kd.teacher_init=shared"], "valid choices: independent, same"),
     (["--method", "online", "--set", "augment.rotation=maybe"], "expects true/false"),
+    (["--method", "pskd", "--set", "pskd.alpha_T=nan"], "pskd.alpha_T must lie in [0, 1], got nan"),
+    (["--method", "pskd", "--set", "pskd.alpha_T=2"], "pskd.alpha_T must lie in [0, 1], got 2"),
+    (["--method", "pskd", "--set", "pskd.alpha_T=-1"], "pskd.alpha_T must lie in [0, 1], got -1"),
 ])
 def test_bad_training_settings(extra, expect, tmp_path, capsys):
     method = [] if "--method" in extra else ["--method", "online"]

@@ -307,6 +307,8 @@ class TrainConfig:
             need(finite(v) and v >= 0, f"optim.{key} must be a finite number ≥ 0, got {v}")
         need(0 <= self.kd.alpha <= 1 and 0 <= self.selfkd.alpha <= 1,
              "kd.alpha and selfkd.alpha must lie in [0, 1]")
+        need(finite(self.pskd.alpha_T) and 0 <= self.pskd.alpha_T <= 1,
+             f"pskd.alpha_T must lie in [0, 1], got {self.pskd.alpha_T}")
         need(finite(self.kd.temperature) and self.kd.temperature > 0,
              f"kd.temperature must be a finite number > 0, got {self.kd.temperature}")
         need(self.train_fraction is None or (finite(self.train_fraction)

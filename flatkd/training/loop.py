@@ -90,6 +90,11 @@ class Trainer:
         if resume and not self.ckpt_path.exists():
             raise FlatkdError(f"--resume: no checkpoint at {self.ckpt_path}")
         method_cls = METHODS.get(cfg.method)
+        if cfg.teacher_ckpt is not None and not method_cls.takes_teacher_ckpt:
+            takers = [n for n in METHODS.names() if METHODS.get(n).takes_teacher_ckpt]
+            raise FlatkdError(f"--teacher-ckpt: {cfg.method} does not distil from a pretrained "
+                              f"teacher, so it would be ignored; methods that take one: "
+                              f"{', '.join(takers)}")
         self.device = resolve_device(cfg.device)
         self.dist = distributed.setup(self.device.type)
         self.device = self.dist.place(self.device)

@@ -48,6 +48,7 @@ class Method(ABC):
     default_interval: ClassVar[float | None] = None    # epochs; None = not a spaced method
     augment_family: ClassVar[str] = "other"     # "self": the dataset's self-KD augmentation default
     official_rotation: ClassVar[bool] = False   # RandomRotation(15) on CIFAR (online-KD pipeline)
+    takes_teacher_ckpt: ClassVar[bool] = False  # distils from a pretrained teacher_ckpt
 
     def __init__(self, cfg: TrainConfig, nets: Networks, interval_steps: int):
         self.cfg, self.nets, self.interval_steps = cfg, nets, interval_steps

@@ -57,6 +57,8 @@ class FrozenTeacher(Method):
     """A student (built from ``seed``) and the frozen teacher of ``teacher_ckpt``; only the
     student (and the ``extra`` modules a subclass adds) has an optimizer."""
 
+    takes_teacher_ckpt = True
+
     @classmethod
     def extra(cls, cfg: TrainConfig, student, teacher) -> dict:
         """Training-only modules trained with the student (name → module)."""

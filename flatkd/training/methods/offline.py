@@ -45,6 +45,10 @@ def load_teacher(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, d
         raise FlatkdError(f"teacher_ckpt {path} holds width {record.get('width', 1)}, not "
                           f"teacher_width={cfg.teacher_width}; set teacher_width="
                           f"{record.get('width', 1)} or leave it at 1")
+    bad = ck.non_finite_tensor(name)
+    if bad is not None:
+        raise FlatkdError(f"teacher_ckpt {path}: network {name!r} has non-finite weights ({bad} "
+                          "holds NaN or Inf); refusing to distil from it")
     net = ck.build_model(name)           # eval mode; a self-KD network as deployed (backbone)
     record["multi_exit"] = False
     return net, record
@@ -72,6 +76,8 @@ class OfflineKD(OnlineKD):
     The frozen teacher runs in eval mode under ``no_grad``: its weights and BatchNorm buffers
     never change while the student trains.
     """
+
+    takes_teacher_ckpt = True
 
     official_rotation = True
 

@@ -103,6 +103,7 @@ class SHAKE(Method):
     SHAKE. The frozen teacher runs in eval mode under no_grad."""
 
     official_rotation = True
+    takes_teacher_ckpt = True
 
     @classmethod
     def stages(cls, cfg: TrainConfig) -> int:
