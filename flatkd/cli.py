@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import textwrap
@@ -356,6 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("flatkd: interrupted; the last checkpoint is kept (continue with --resume)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout went away (``flatkd sweep plan ... | head``): stop quietly, and
+        # point stdout at devnull so the interpreter's final flush cannot raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -40,6 +40,21 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def parse_value(text: str, key: str) -> Any:
+    """A ``--set`` value (or one item of a comma-separated list) as YAML with the safe loader:
+    ``"0.1"`` → 0.1, ``"[1, 2]"`` → [1, 2], ``""`` → ``""``. Not valid YAML, or a YAML tag the
+    safe loader refuses (``!!python/...``) → FlatkdError naming the key."""
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        what = "carries a YAML tag that is not plain data" if isinstance(
+            e, yaml.constructor.ConstructorError) else "is not valid YAML"
+        raise FlatkdError(f"--set {key}={text}: the value {what} (e.g. 0.1, true, [1, 2], "
+                          "or a quoted string)") from None
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     """``["a.b=1", "c=x"]`` → ``{"a.b": "1", "c": "x"}`` (values still strings)."""
     out: dict[str, str] = {}
@@ -55,7 +70,7 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
     """Set dotted keys on a dataclass config in place; string values are parsed as YAML scalars."""
     for key, value in overrides.items():
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value != "" else ""
+            value = parse_value(value, key)
         _set_dotted(cfg, key, value)
     return cfg
 
@@ -173,7 +188,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (list, tuple):
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             value = [value] if not isinstance(value, str) or "," not in value else [
-                yaml.safe_load(v) for v in value.split(",")]
+                parse_value(v, key) for v in value.split(",")]
         if not isinstance(value, (list, tuple)):
             raise FlatkdError(f"config key {key!r} expects a list, got {value!r}")
         item = args[0] if args else Any

@@ -302,3 +302,35 @@ def test_report_and_demo_output_that_is_a_file_is_refused(command, tmp_path, cap
     code, err = run_cli(command + ["--out", taken], capsys)
     assert_clean(code, err, "exists and is a file")
     assert taken.read_text() == "x"
+
+
+# ---------------------------------------------------------------- --set values that are not YAML
+@pytest.mark.parametrize("value,expect", [
+    ("[0.1,", "the value is not valid YAML"),
+    ("!!python/object/apply:os.system [echo]", "carries a YAML tag that is not plain data"),
+    ("{a: 1", "the value is not valid YAML"),
+])
+@pytest.mark.parametrize("command", ["train", "eval", "sweep"])
+def test_set_value_that_is_not_plain_yaml_is_refused(command, value, expect, digits_checkpoint,
+                                                     tmp_path, capsys):
+    argv = {"train": ["train", "--method", "online", *DIGITS, *SMALL, "--set", f"kd.alpha={value}",
+                      "--out", tmp_path / "run"],
+            "eval": ["eval", "--ckpt", digits_checkpoint, "--suite", "flatness", "--set",
+                     f"hessian.samples={value}", "--out", tmp_path / "run" / "r.json"],
+            "sweep": ["sweep", "plan", "digits-intervals", "--set", f"seeds={value}"]}[command]
+    code, err = run_cli(argv, capsys)
+    assert_clean(code, err, expect)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_closed_pipe_ends_the_output_quietly():
+    """``flatkd sweep plan … | head``: the reader stops after one line; no BrokenPipe trace."""
+    import subprocess
+    import sys
+    seeds = ",".join(map(str, range(300)))                 # ~5,000 lines, past a pipe's buffer
+    p = subprocess.Popen([sys.executable, "-m", "flatkd", "sweep", "plan", "digits-intervals",
+                          "--set", f"seeds={seeds}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().startswith(b"sweep digits-intervals: 5100 runs")
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and err == ""

@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from .. import config as cfgmod
 from ..errors import FlatkdError
@@ -39,7 +38,7 @@ def load(path_or_name: str | Path, overrides: Mapping[str, str] | None = None,
     path = locate(path_or_name)
     data = cfgmod.load_yaml(path)
     for key, value in (overrides or {}).items():
-        set_key(data, key, yaml.safe_load(value) if isinstance(value, str) and value else value)
+        set_key(data, key, cfgmod.parse_value(value, key) if isinstance(value, str) else value)
     if out is not None:
         data["out"] = str(out)
     return build(data, source=str(path), name_default=path.stem)
@@ -93,7 +92,7 @@ def _fail(source: str, message: str) -> FlatkdError:
 def _as_list(value: Any, key: str, source: str) -> list:
     """An axis: a list, a scalar (one value) or a comma-separated string (``0,1,2``)."""
     if isinstance(value, str) and "," in value:
-        value = [yaml.safe_load(v.strip()) for v in value.split(",")]
+        value = [cfgmod.parse_value(v.strip(), key) for v in value.split(",")]
     if not isinstance(value, (list, tuple)):
         value = [value]
     value = list(value)
