@@ -150,6 +150,28 @@ def _validators(cfg: EvalConfig) -> dict[str, list[Callable[[], None]]]:
 BN_MODES = ("recalibrate", "as-saved")
 
 
+def _preflight(cfg: EvalConfig, ck: Checkpoint, model: str, names: list[str]) -> None:
+    """Check the inputs that suites read from disk, before any suite runs (a bad one found by
+    the third suite would otherwise waste the first two): the published corruption folder and
+    its files, and the landscape path partner (a readable checkpoint of finite weights with
+    network ``model``)."""
+    if "robustness" in names and cfg.robustness.source == "published":
+        from .robustness import published as pub
+        root = cfg.data_root or ck.config.get("data_root")
+        pub.resolve(cfg.robustness.corruptions,
+                    pub.folder(ck.dataset, root, cfg.robustness.published_dir))
+    path_to = cfg.landscape.path_to
+    if "landscape" in names and path_to is not None:
+        partner = load_checkpoint(path_to)
+        if model not in partner.model_names:
+            raise FlatkdError(f"landscape.path_to={path_to} has no network {model!r}; valid "
+                              f"choices there: {', '.join(partner.model_names)}")
+        bad = partner.non_finite_tensor(model)
+        if bad is not None:
+            raise FlatkdError(f"landscape.path_to={path_to}: network {model!r} has non-finite "
+                              f"weights ({bad} holds NaN or Inf); refusing to measure a path to it")
+
+
 def _validate_common(cfg: EvalConfig) -> None:
     if cfg.bn not in BN_MODES:
         raise FlatkdError(f"bn: {cfg.bn!r} is not valid; valid choices: {', '.join(BN_MODES)}"
@@ -226,6 +248,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     for name in names:
         for check in _validators(cfg).get(name, []):
             check()
+    _preflight(cfg, ck, model, names)
     dev = resolve_device(device)
     dist = distributed.setup(dev.type)
     dev = dist.place(dev)

@@ -334,3 +334,58 @@ def test_a_closed_pipe_ends_the_output_quietly():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait() == 0 and err == ""
+
+
+# ---------------------------------------------------------------- refused before any suite runs
+@pytest.mark.parametrize("case,expect", [
+    ("no_labels", "is not a published corruption folder (no labels.npy)"),
+    ("missing_partner", "checkpoint not found: /missing.pt"),
+    ("nan_partner", "network 'student' has non-finite weights (fc.weight holds NaN or Inf); "
+                    "refusing to measure a path to it"),
+    ("huge_sigma", "perturbation.sigmas: 1e+30 is above 10"),
+])
+def test_inputs_of_later_suites_are_checked_before_the_first_runs(case, expect, digits_checkpoint,
+                                                                  tmp_path, capsys, monkeypatch):
+    import flatkd.flatness.suite as flat
+
+    def never(*a, **k):
+        raise AssertionError("the flatness suite ran before the bad input was refused")
+    monkeypatch.setattr(flat, "run_flatness", never)
+    (tmp_path / "pub").mkdir()
+    nan = tmp_path / "nan.pt"
+    _broken("nonfinite", digits_checkpoint, nan)
+    sets = {"no_labels": ["--suite", "flatness,robustness", "--set", "robustness.source=published",
+                          "--set", f"robustness.published_dir={tmp_path / 'pub'}"],
+            "missing_partner": ["--suite", "all", "--set", "landscape.path_to=/missing.pt"],
+            "nan_partner": ["--suite", "flatness,landscape", "--set", f"landscape.path_to={nan}"],
+            "huge_sigma": ["--suite", "flatness", "--set", "perturbation.sigmas=0,1e30"]}[case]
+    out = tmp_path / "r.json"
+    code, err = run_cli(["eval", "--ckpt", digits_checkpoint, *sets, "--out", out], capsys)
+    assert_clean(code, err, expect)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--resamples", "0"], "resamples must be an integer in [1, 1,000,000], got 0"),
+    (["--resamples", "-5"], "got -5"),
+    (["--resamples", "1000000000"], "got 1000000000"),
+    (["--seed", "-1"], "seed must be an integer ≥ 0, got -1"),
+    (["--out", "DIR"], "study file DIR exists and is a directory"),
+    (["--out", "/proc/flatkd-test/s.json"], "is not writable"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_study_refuses_bad_settings_before_reading_anything(argv, expect, tmp_path, capsys,
+                                                            monkeypatch):
+    import flatkd.study.study as st
+    from flatkd.study.__main__ import main as study_main
+
+    def never(*a, **k):
+        raise AssertionError("the study read its results before refusing")
+    monkeypatch.setattr(st, "load", never)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "DIR").mkdir()
+    args = ["results/", *argv] + ([] if "--out" in argv else ["--out", "s.json"])
+    assert study_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("flatkd.study: error: ") and expect in err, err
+    assert not (tmp_path / "s.json").exists()

@@ -115,6 +115,10 @@ class HessianConfig:
                               "valid choices with backend=pyhessian: eval")
 
 
+#: the largest perturbation σ accepted (σ = 10 already replaces a trained network by noise)
+MAX_SIGMA = 10.0
+
+
 @dataclass
 class PerturbationConfig:
     """Gaussian parameter-perturbation curves (paper Fig. 4).
@@ -145,6 +149,12 @@ class PerturbationConfig:
         for s in self.sigmas:
             if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s) or s < 0:
                 raise FlatkdError(f"perturbation.sigmas must be finite numbers >= 0, got {s!r}")
+            if s > MAX_SIGMA:
+                raise FlatkdError(f"perturbation.sigmas: {s!r} is above {MAX_SIGMA:g}; σ is the "
+                                  "std of the noise added to every weight (or, in filter mode, "
+                                  "its size relative to each filter's norm): past that the "
+                                  "losses overflow and the curve says nothing (the paper's "
+                                  "Fig. 4 goes to 0.05)")
         _positive_int("perturbation.repeats", self.repeats)
         _choice("perturbation.mode", self.mode, PERTURBATION_MODES)
         _choice("perturbation.data", self.data, PERTURBATION_DATA)

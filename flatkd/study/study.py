@@ -17,13 +17,17 @@ from typing import Iterable, Mapping, Sequence
 
 from .. import provenance
 from ..errors import FlatkdError
-from ..io import write_json
+from ..io import writable_target, write_json
 from .measures import family_of, load, read_json, rows as study_rows, source_rank
 from .tau import bootstrap_ci, granulated, kendall
 
 STUDY_FORMAT, STUDY_VERSION = "flatkd.study", 1
 MIN_NETWORKS = 4
 TARGET_NAMES = ("gap", "test_accuracy")
+
+
+#: the most bootstrap resamples a study draws (each resample re-ranks every measure)
+MAX_RESAMPLES = 1_000_000
 
 
 @dataclass
@@ -33,6 +37,17 @@ class StudySettings:
     n_resamples: int = 2000
     confidence: float = 0.95
     seed: int = 0
+
+    def validate(self) -> None:
+        """Raise FlatkdError for a setting no bootstrap can use."""
+        n = self.n_resamples
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RESAMPLES:
+            raise FlatkdError(f"resamples must be an integer in [1, {MAX_RESAMPLES:,}], got {n!r}")
+        c = self.confidence
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
+            raise FlatkdError(f"confidence must lie in (0, 1), got {c!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise FlatkdError(f"seed must be an integer ≥ 0, got {self.seed!r}")
 
 
 def verdict(tau: float, ci: Sequence[float], n: int) -> str:
@@ -122,6 +137,9 @@ def run_study(paths: Iterable[str | Path], settings: StudySettings | None = None
     """The study of the results under ``paths`` (files or folders; one network's sections may
     be spread over several files). Returns (and writes to ``out``) the study dict."""
     settings = settings or StudySettings()
+    settings.validate()
+    if out is not None:
+        writable_target(out, "study file")
     merged = load(paths)
     table = study_rows(merged)
     if not any(r["targets"] for r in table):
