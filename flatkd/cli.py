@@ -152,8 +152,10 @@ def _eval_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--suite", required=True, type=_suite_arg, metavar="SUITE",
                    help="what to measure: " + ", ".join(SUITE_CHOICES)
                         + ", or a comma-separated list (flatness,robustness)")
-    e.add_argument("--model", default="student", choices=["student", "teacher"],
-                   help="network of the checkpoint to evaluate")
+    e.add_argument("--model", default="student",
+                   help="network of the checkpoint to evaluate: student (default), teacher, or "
+                        "any other it holds (assistant, gen1, peer0, …; an unknown name is "
+                        "refused with the checkpoint's networks listed)")
     e.add_argument("--out", help="result JSON path (default: print to stdout)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device")
     e.add_argument("--config", help="YAML file of evaluation keys")

@@ -45,13 +45,14 @@ def _umask() -> int:
 
 def writable_target(path: str | Path, what: str) -> Path:
     """Refuse, before any work, an output ``path`` that cannot be written: an existing directory
-    (or file, for ``what`` ending in 'directory'), a parent that is a file, or no write access."""
+    (or file, for ``what`` ending in 'directory'), a parent that is a file, or no write access.
+    An existing file of the wanted kind is fine: writes replace it atomically."""
     from .errors import FlatkdError
     p = Path(path)
     want_dir = what.endswith("directory")
     if p.exists() and p.is_dir() != want_dir:
         raise FlatkdError(f"{what} {p} exists and is a {'file' if want_dir else 'directory'}")
-    probe = p if p.exists() else p.parent
+    probe = p if p.is_dir() else p.parent           # an existing file is replaced atomically
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():

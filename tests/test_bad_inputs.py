@@ -217,6 +217,38 @@ def test_eval_output_path_is_checked_before_any_work(where, expect, digits_check
     assert ran == []                                  # no suite started
 
 
+def test_eval_replaces_an_existing_result_file_atomically(digits_checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("an older result\n")
+    argv = ["eval", "--ckpt", digits_checkpoint, "--suite", "robustness", "--set",
+            "robustness.corruptions=[brightness]", "--set", "robustness.severities=[1]",
+            "--set", "robustness.attacks=[]", "--out", out, "--quiet"]
+    assert run_cli(argv, capsys)[0] == 0
+    import json
+    assert json.loads(out.read_text())["checkpoint"]["path"] == str(digits_checkpoint)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]           # no temp file left
+
+
+def test_eval_model_names_any_network_of_the_checkpoint(digits_checkpoint, tmp_path, capsys):
+    """--model is not limited to student/teacher (a TAKD checkpoint holds an assistant, BAN
+    gen1, …): the checkpoint says which it holds."""
+    code, err = run_cli(["eval", "--ckpt", digits_checkpoint, "--suite", "flatness", "--model",
+                         "assistant", "--out", tmp_path / "r.json"], capsys)
+    assert_clean(code, err, "has no model 'assistant'; valid choices: student, teacher")
+    from flatkd import checkpoint
+    raw = torch.load(digits_checkpoint, weights_only=True)       # a checkpoint with an assistant
+    raw["architectures"]["assistant"] = raw["architectures"]["student"]
+    raw["models"]["assistant"] = raw["models"]["student"]
+    checkpoint.save(tmp_path / "takd.pt", {k: v for k, v in raw.items() if k != "integrity"})
+    out = tmp_path / "a.json"
+    assert run_cli(["eval", "--ckpt", tmp_path / "takd.pt", "--suite", "robustness", "--model",
+                    "assistant", "--set", "robustness.corruptions=[brightness]", "--set",
+                    "robustness.severities=[1]", "--set", "robustness.attacks=[]", "--out", out,
+                    "--quiet"], capsys)[0] == 0
+    import json
+    assert json.loads(out.read_text())["checkpoint"]["model"] == "assistant"
+
+
 # ---------------------------------------------------------------- resume
 def test_resume_with_changed_settings_is_refused_naming_the_key(tmp_path, capsys):
     out = tmp_path / "run"
