@@ -421,3 +421,21 @@ def test_study_refuses_bad_settings_before_reading_anything(argv, expect, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("flatkd.study: error: ") and expect in err, err
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("reader", ["report", "study"])
+def test_a_truncated_result_in_a_folder_is_named_not_dropped(reader, tmp_path, capsys):
+    """One good and one truncated result: refused naming the truncated file (it used to report
+    "1 result files")."""
+    import report_fixtures as fx
+    good = fx.write_results(tmp_path / "res")[0]
+    cut = good.with_name("cut.json")
+    cut.write_text(good.read_text()[:300])
+    if reader == "report":
+        code, err = run_cli(["report", tmp_path / "res", "--out", tmp_path / "out"], capsys)
+    else:
+        from flatkd.study.__main__ import main as study_main
+        code = study_main([str(tmp_path / "res"), "--out", str(tmp_path / "s.json")])
+        err = capsys.readouterr().err.replace("flatkd.study: error: ", "flatkd: error: ")
+    assert_clean(code, err, f"{cut} under {tmp_path / 'res'} is not valid JSON")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.json").exists()

@@ -394,3 +394,12 @@ def test_slurm_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
     s = _load(tmp_path, {**TINY, "slurm": SLURM})
     with pytest.raises(FlatkdError, match="no SLURM cluster here.*--cluster local"):
         sw.run_sweep(s, launcher="slurm", say=lambda line: None)
+
+
+def test_intervals_that_print_alike_still_get_two_runs(tmp_path):
+    s = _load(tmp_path, {**TINY, "methods": ["spaced-online"], "intervals": [0.5000001, 0.5000002]})
+    assert [r.name for r in s.runs] == ["spaced-online_resnet8_digits_s0.5000001_seed0",
+                                        "spaced-online_resnet8_digits_s0.5000002_seed0"]
+    assert [r.interval for r in s.runs] == [0.5000001, 0.5000002]
+    assert "intervals 0.5000001,0.5000002" in sw.plan_text(s)
+    assert [r.name for r in _load(tmp_path, TINY).runs][-1].endswith("_s1_seed0")   # short: 1

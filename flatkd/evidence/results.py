@@ -277,6 +277,8 @@ def find_result_files(root: str | Path) -> list[Path]:
     """All ``*.json`` files under ``root`` (recursively) whose ``format`` is a flatkd result.
 
     Other JSON files (configs, caches) are ignored, so a checkpoints folder can be passed as is.
+    A ``*.json`` file that is not valid JSON (a truncated result, say) is refused, naming it:
+    leaving it out silently would report fewer networks than the folder holds.
     """
     r = Path(root)
     if not r.is_dir():
@@ -285,8 +287,12 @@ def find_result_files(root: str | Path) -> list[Path]:
     for p in sorted(r.rglob("*.json")):
         try:
             data = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FlatkdError(f"{p} under {r} is not valid JSON ({type(e).__name__}: "
+                              f"{str(e)[:80]}): a truncated result? Remove or repair it, or pass "
+                              "the result files themselves") from None
+        except RecursionError:
+            raise FlatkdError(f"{p} under {r} is nested too deeply to be a result file") from None
         if isinstance(data, dict) and data.get("format") == RESULT_FORMAT:
             found.append(p)
     return found

@@ -26,7 +26,7 @@ from .launch import (CLUSTERS, LAUNCHERS, Outcome, default_nproc, eval_argv, run
                      summarize, train_argv)
 from .parse import load
 from .slurm import sbatch_preview, submit
-from .spec import Run, Sweep, preset_names
+from .spec import Run, Sweep, fmt_value, preset_names
 
 __all__ = ["CLUSTERS", "LAUNCHERS", "Outcome", "Run", "Sweep", "load", "plan_text",
            "preset_names", "run_sweep"]
@@ -39,7 +39,7 @@ def _runs(n: int) -> str:
 def _axes_line(sweep: Sweep) -> str:
     parts = []
     for key, vals in sweep.axes.items():
-        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
+        shown = ",".join(fmt_value(v) if isinstance(v, float) else str(v) for v in vals)
         parts.append(f"{key} {shown}")
     return "; ".join(parts)
 

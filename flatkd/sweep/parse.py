@@ -222,10 +222,12 @@ def build(data: dict, source: str, name_default: str) -> Sweep:
                                  + [f"seed{seed}"])
                 run = Run(name_, method, arch, dataset, seed, interval, dict(combo), dict(train))
                 if name_ in runs:
-                    if runs[name_].overrides() != run.overrides():
-                        raise _fail(source, f"run {name_} appears in two blocks with different "
-                                    "training keys; give one of them a grid axis that tells "
-                                    "them apart")
+                    if runs[name_] != run:
+                        raise _fail(source, f"two different runs would both be named {name_} "
+                                    f"(interval {runs[name_].interval} vs {run.interval}, "
+                                    "training keys "
+                                    f"{'equal' if runs[name_].overrides() == run.overrides() else 'differ'}"
+                                    "); give one of them a grid axis that tells them apart")
                     continue
                 runs[name_] = run
     for run in runs.values():

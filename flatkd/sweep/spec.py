@@ -81,8 +81,8 @@ def fmt_value(v: Any) -> str:
         return "none"
     if isinstance(v, bool):
         return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:g}"
+    if isinstance(v, float):          # short, unless that would name two values alike
+        return f"{v:g}" if float(f"{v:g}") == v else repr(v)
     if isinstance(v, (list, tuple)):
         return "+".join(fmt_value(x) for x in v)
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(v)).strip("-") or "empty"
