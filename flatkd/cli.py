@@ -192,6 +192,7 @@ def _config_options(c: argparse.ArgumentParser) -> None:
 
 def _sweep_options(sw: argparse.ArgumentParser) -> None:
     from .sweep import CLUSTERS, LAUNCHERS, preset_names
+    from .sweep.parse import MAX_RUNS
 
     epilog = SWEEP_EPILOG.format(presets=", ".join(preset_names()))
     sw.description = ("A sweep file (methods × archs × datasets × intervals × seeds × any "
@@ -220,6 +221,9 @@ def _sweep_options(sw: argparse.ArgumentParser) -> None:
         a.add_argument("--nproc-per-node", dest="nproc", type=int,
                        help="processes per run under torchrun (default: the file's "
                        "torchrun.nproc_per_node, else the number of GPUs, else 1)")
+        a.add_argument("--max-runs", dest="max_runs", type=int, default=MAX_RUNS,
+                       help="refuse a sweep that expands to more runs (counted before it is "
+                            f"expanded; default: {MAX_RUNS})")
         if action == "plan":
             a.add_argument("--commands", action="store_true",
                            help="also print the commands each unfinished run would start")
@@ -334,7 +338,9 @@ def _sweep(a) -> None:
         overrides["train.data_root"] = a.data_root
     if a.nproc is not None and a.nproc < 1:
         raise FlatkdError(f"--nproc-per-node must be ≥ 1, got {a.nproc}")
-    s = sweep.load(a.file, overrides, out=a.out)
+    if a.max_runs < 1:
+        raise FlatkdError(f"--max-runs must be ≥ 1, got {a.max_runs}")
+    s = sweep.load(a.file, overrides, out=a.out, max_runs=a.max_runs)
     if a.sweep_command == "plan":
         print(sweep.plan_text(s, a.launcher, a.nproc, commands=a.commands))
         return

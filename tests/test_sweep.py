@@ -403,3 +403,24 @@ def test_intervals_that_print_alike_still_get_two_runs(tmp_path):
     assert [r.interval for r in s.runs] == [0.5000001, 0.5000002]
     assert "intervals 0.5000001,0.5000002" in sw.plan_text(s)
     assert [r.name for r in _load(tmp_path, TINY).runs][-1].endswith("_s1_seed0")   # short: 1
+
+
+def test_a_huge_grid_is_counted_and_refused_before_it_is_expanded(tmp_path):
+    ten = list(range(10))
+    grid = {k: ten for k in ("kd.temperature", "optim.momentum", "train_subset", "test_subset",
+                             "kd.feature_weight", "optim.weight_decay", "batch_size", "epochs",
+                             "num_workers")}
+    data = {**TINY, "methods": ["spaced-online"], "intervals": [0.5], "seeds": ten,
+            "grid": grid}                                                        # 10¹⁰ runs
+    with pytest.raises(FlatkdError, match=r"expands to 10,000,000,000 runs or more, past the "
+                                          r"limit of 10,000; .* --max-runs"):
+        sw.load(_write(tmp_path, data))
+    small = {**TINY, "methods": ["spaced-online"], "intervals": [0.5], "seeds": [0, 1, 2]}
+    with pytest.raises(FlatkdError, match="expands to 3 runs or more, past the limit of 2"):
+        sw.load(_write(tmp_path, small), max_runs=2)
+    assert len(sw.load(_write(tmp_path, small), max_runs=3).runs) == 3
+
+
+def test_a_sweep_name_of_dots_is_refused(tmp_path):
+    with pytest.raises(FlatkdError, match=r"name '\.\.' may hold only .* \(and not only dots\)"):
+        sw.load(_write(tmp_path, {**TINY, "name": ".."}))

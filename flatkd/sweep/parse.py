@@ -32,16 +32,21 @@ def locate(path_or_name: str | Path) -> Path:
     raise FlatkdError(f"sweep file not found: {p}; shipped sweeps: {', '.join(preset_names())}")
 
 
+#: the most runs a sweep may expand to unless ``--max-runs`` says otherwise
+MAX_RUNS = 10_000
+
+
 def load(path_or_name: str | Path, overrides: Mapping[str, str] | None = None,
-         out: str | Path | None = None) -> Sweep:
-    """Read, override (``--set key=value`` on the sweep file's keys), validate and expand."""
+         out: str | Path | None = None, max_runs: int = MAX_RUNS) -> Sweep:
+    """Read, override (``--set key=value`` on the sweep file's keys), validate and expand
+    (refused, before expanding, past ``max_runs`` runs)."""
     path = locate(path_or_name)
     data = cfgmod.load_yaml(path)
     for key, value in (overrides or {}).items():
         set_key(data, key, cfgmod.parse_value(value, key) if isinstance(value, str) else value)
     if out is not None:
         data["out"] = str(out)
-    return build(data, source=str(path), name_default=path.stem)
+    return build(data, source=str(path), name_default=path.stem, max_runs=max_runs)
 
 
 def from_record(record: Mapping[str, Any]) -> Sweep:
@@ -155,15 +160,18 @@ def _abs_paths(flat: dict, keys: tuple) -> dict:
                 else v) for k, v in flat.items()}
 
 
-def build(data: dict, source: str, name_default: str) -> Sweep:
-    """Validate a sweep mapping and expand it into runs (errors name the valid choices)."""
+def build(data: dict, source: str, name_default: str, max_runs: int | None = None) -> Sweep:
+    """Validate a sweep mapping and expand it into runs (errors name the valid choices). The
+    runs are counted before they are expanded: past ``max_runs`` (None: no limit) the sweep is
+    refused, so a mistyped grid cannot fill the memory."""
     from .. import datasets, models
     from ..training import METHODS
 
     _check_keys(data, TOP_KEYS, "", source)
     name = str(data.get("name") or name_default)
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise _fail(source, f"name {name!r} may hold only letters, digits, '.', '_' and '-'")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or set(name) == {"."}:
+        raise _fail(source, f"name {name!r} may hold only letters, digits, '.', '_' and '-' "
+                            "(and not only dots)")
     out = Path(str(data.get("out") or Path("sweeps") / name)).expanduser()
 
     top_train = _train_keys(data.get("train"), "train", source)
@@ -176,6 +184,7 @@ def build(data: dict, source: str, name_default: str) -> Sweep:
     spaced = [m for m in METHODS.names() if METHODS.get(m).default_interval is not None]
 
     runs: dict[str, Run] = {}
+    planned = 0
     axes: dict[str, list] = {}
     for b, block in enumerate(blocks):
         where = f" in blocks[{b}]" if data.get("blocks") is not None else ""
@@ -212,6 +221,11 @@ def build(data: dict, source: str, name_default: str) -> Sweep:
             axes.setdefault("intervals", [])
             axes["intervals"] += [v for v in ivals if v not in axes["intervals"]]
 
+        planned += (len(seeds) * len(dsets) * len(archs) * math.prod(map(len, grid_axes.values()))
+                    * sum(len(per_method.get(m, [None])) for m in methods))
+        if max_runs is not None and planned > max_runs:
+            raise _fail(source, f"it expands to {planned:,} runs or more, past the limit of "
+                                f"{max_runs:,}; narrow the axes, or raise it with --max-runs")
         combos = [dict(zip(grid_axes, vals)) for vals in itertools.product(*grid_axes.values())]
         for seed, dataset, arch, combo, method in itertools.product(seeds, dsets, archs, combos,
                                                                     methods):
