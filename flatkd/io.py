@@ -29,7 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -37,10 +37,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    """The process umask: read from ``/proc/self/status`` where there is one (nothing changes,
+    so threads writing at once are safe), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def file_mode() -> int:
+    """The mode a new regular file gets under the process umask (0o666 & ~umask)."""
+    return 0o666 & ~_umask()
 
 
 def writable_target(path: str | Path, what: str) -> Path:

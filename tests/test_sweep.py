@@ -424,3 +424,33 @@ def test_a_huge_grid_is_counted_and_refused_before_it_is_expanded(tmp_path):
 def test_a_sweep_name_of_dots_is_refused(tmp_path):
     with pytest.raises(FlatkdError, match=r"name '\.\.' may hold only .* \(and not only dots\)"):
         sw.load(_write(tmp_path, {**TINY, "name": ".."}))
+
+
+def test_generated_configs_follow_the_umask(tmp_path):
+    import stat
+    s = _load(tmp_path, RUN)
+    old = os.umask(0o077)
+    try:
+        launch.write_configs(s, s.runs)
+    finally:
+        os.umask(old)
+    written = [launch.train_config_path(s, r) for r in s.runs] + [launch.eval_config_path(s)]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
+
+
+def test_slurm_without_a_cluster_writes_nothing(tmp_path):
+    s = _load(tmp_path, RUN)
+    with pytest.raises(FlatkdError, match="--launcher slurm: no SLURM cluster here"):
+        sw.run_sweep(s, "slurm", cluster="slurm", say=lambda line: None)
+    assert not s.out.exists()
+
+
+def test_a_missing_teacher_checkpoint_is_found_when_the_sweep_is_read(tmp_path):
+    data = {**TINY, "methods": ["offline"], "intervals": None,
+            "train": {**TINY["train"], "teacher_ckpt": str(tmp_path / "gone.pt")}}
+    with pytest.raises(FlatkdError, match=r"run offline_resnet8_digits_seed0: teacher_ckpt .*gone"
+                                          r"\.pt not found"):
+        sw.load(_write(tmp_path, data))
+    online = {**data, "methods": ["online"]}
+    with pytest.raises(FlatkdError, match="online does not distil from a pretrained teacher"):
+        sw.load(_write(tmp_path, online))

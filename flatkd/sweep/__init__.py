@@ -25,7 +25,7 @@ from ..io import writable_target, write_text
 from .launch import (CLUSTERS, LAUNCHERS, Outcome, default_nproc, eval_argv, run_local, states,
                      summarize, train_argv)
 from .parse import load
-from .slurm import sbatch_preview, submit
+from .slurm import executor, sbatch_preview, submit
 from .spec import Run, Sweep, fmt_value, preset_names
 
 __all__ = ["CLUSTERS", "LAUNCHERS", "Outcome", "Run", "Sweep", "load", "plan_text",
@@ -99,6 +99,7 @@ def run_sweep(sweep: Sweep, launcher: str = "local", jobs: int = 1, nproc: int |
     writable_target(sweep.out, "sweep directory")
     st = states(sweep)                      # refuses foreign checkpoints before any work
     todo = [r for r in sweep.runs if not st[r.name].finished]
+    ex = executor(sweep, cluster) if launcher == "slurm" and todo else None   # no cluster: refused
     sweep.out.mkdir(parents=True, exist_ok=True)
     write_text(sweep.out / "sweep.yaml", yaml.safe_dump(sweep.data, sort_keys=False))
     n = default_nproc(sweep, nproc)
@@ -110,7 +111,7 @@ def run_sweep(sweep: Sweep, launcher: str = "local", jobs: int = 1, nproc: int |
         if not todo:
             outcome["outcomes"] = [Outcome(r.name, "done", []) for r in sweep.runs]
         else:
-            jobs_ = submit(sweep, todo, cluster, n)
+            jobs_ = submit(sweep, todo, ex, n)
             outcome["jobs"] = jobs_
             say(f"submitted {len(jobs_)} array task(s): {jobs_[0].job_id.split('_')[0]} "
                 f"(logs in {sweep.out / 'slurm'})")

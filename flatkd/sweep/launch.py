@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 import yaml
 
 from ..errors import FlatkdError
+from ..io import file_mode
 from .spec import Run, Sweep
 from .state import RunState, ShaCache, inspect
 
@@ -73,7 +74,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())               # as any file the process creates (umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -296,14 +296,23 @@ def _intervals(value: Any, methods: list[str], spaced: list[str], where: str,
 
 def _check_run(run: Run, source: str) -> None:
     """Resolve the run's config and check what can be checked before any work: key values,
-    a batch larger than the training split and an interval covering the whole run."""
+    a teacher checkpoint that is not there or that the method would ignore, a batch larger
+    than the training split and an interval covering the whole run."""
     from .. import datasets
+    from ..training import METHODS
     from ..training.batches import batches_per_epoch
     from ..training.loop import interval_steps
     try:
         cfg = run.config()
     except FlatkdError as e:
         raise _fail(source, f"run {run.name}: {e}") from None
+    if cfg.teacher_ckpt is not None:
+        if not METHODS.get(cfg.method).takes_teacher_ckpt:
+            raise _fail(source, f"run {run.name}: {cfg.method} does not distil from a pretrained "
+                        "teacher, so teacher_ckpt would be ignored; give it to the methods "
+                        "that take one (a block of their own)")
+        if not Path(cfg.teacher_ckpt).expanduser().is_file():
+            raise _fail(source, f"run {run.name}: teacher_ckpt {cfg.teacher_ckpt} not found")
     n = cfg.train_subset or datasets.spec(cfg.dataset).train_size
     if n is None:
         return

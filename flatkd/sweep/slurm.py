@@ -41,10 +41,10 @@ def executor(sweep: Sweep, cluster: str = "slurm"):
     return ex
 
 
-def submit(sweep: Sweep, runs: list[Run], cluster: str = "slurm", nproc: int = 1) -> list:
-    """Submit ``runs`` as one job array; returns the submitit jobs."""
+def submit(sweep: Sweep, runs: list[Run], ex, nproc: int = 1) -> list:
+    """Submit ``runs`` as one job array on executor ``ex`` (:func:`executor`, made before
+    anything is written, so no cluster means nothing written); returns the submitit jobs."""
     inner = sweep.slurm.get("launcher", "local")
-    ex = executor(sweep, cluster)
     n = len(runs)
     return ex.map_array(run_job, [sweep.record()] * n, [r.name for r in runs], [inner] * n,
                         [nproc] * n)
