@@ -439,3 +439,30 @@ def test_a_truncated_result_in_a_folder_is_named_not_dropped(reader, tmp_path, c
         err = capsys.readouterr().err.replace("flatkd.study: error: ", "flatkd: error: ")
     assert_clean(code, err, f"{cut} under {tmp_path / 'res'} is not valid JSON")
     assert not (tmp_path / "out").exists() and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("how,expect", [
+    ("no_epsilon", "robustness.adversarial[0] lacks 'epsilon'"),
+    ("sharpness_list", "sharpness must be an object, got list"),
+    ("landscape_str", "landscape must be an object, got str"),
+    ("seed_str", "checkpoint.seed must be an integer or null, got '0'"),
+    ("deep", "nested too deeply"),
+])
+def test_report_refuses_a_malformed_result_in_one_line(how, expect, tmp_path, capsys):
+    import json
+    import report_fixtures as fx
+    path = fx.write_results(tmp_path / "res", methods=("online",), seeds=(0,))[0]
+    data = json.loads(path.read_text())
+    if how == "no_epsilon":
+        data["robustness"]["adversarial"] = [{"attack": "bim", "accuracy": 0.5}]
+    elif how == "sharpness_list":
+        data["sharpness"] = [1, 2]
+    elif how == "landscape_str":
+        data["landscape"] = "flat"
+    elif how == "seed_str":
+        data["checkpoint"]["seed"] = "0"
+    text = json.dumps(data) if how != "deep" else "[" * 100_000 + "]" * 100_000
+    path.write_text(text)
+    code, err = run_cli(["report", path, "--out", tmp_path / "out"], capsys)
+    assert_clean(code, err, expect)
+    assert not (tmp_path / "out").exists()

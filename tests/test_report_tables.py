@@ -138,7 +138,10 @@ def test_validation_errors_name_the_file(tmp_path):
 def test_directory_search_skips_other_json_and_rejects_duplicates(tmp_path):
     fx.write_results(tmp_path / "a", methods=("online",))
     (tmp_path / "a" / "config.json").write_text("{\"lr\": 0.01}")
-    (tmp_path / "a" / "broken.json").write_text("{")
+    (tmp_path / "a" / "broken.json").write_text("{")          # a truncated file: named, not dropped
+    with pytest.raises(FlatkdError, match=r"broken\.json under .* is not valid JSON"):
+        find_result_files(tmp_path)
+    (tmp_path / "a" / "broken.json").unlink()
     assert len(find_result_files(tmp_path)) == 3
     assert [k.label for k in group(load_results([tmp_path]))] == ["online"]
     copy, = fx.write_results(tmp_path / "b", methods=("online",), seeds=(0,))

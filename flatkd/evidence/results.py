@@ -186,20 +186,31 @@ def sort_keys(keys: Iterable[GroupKey]) -> list[GroupKey]:
 
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
-#: the types of the result sections the report reads (keys optional; unknown keys are ignored)
+
+
+class _Row(dict):
+    """A table row's spec: every key is required (a row without its ``epsilon`` cannot be put in
+    a BIM table), except those whose type admits None."""
+
+
+#: the types of the result sections the report reads (object keys optional, row keys required;
+#: unknown keys are ignored)
 SECTION_TYPES: dict = {
     "flatness": {
         "hessian": {"trace": {"mean": _NUM, "stderr": _OPT_NUM, "n_hvp": int},
                     "top_eigenvalues": [_NUM], "density": {"grid": [_NUM], "values": [_NUM]},
                     "backend": str, "n_samples": int},
-        "perturbation": [{"sigma": _NUM, "loss_mean": _NUM, "loss_std": _OPT_NUM,
-                          "acc_mean": _NUM, "acc_std": _OPT_NUM, "repeats": int}],
+        "perturbation": [_Row({"sigma": _NUM, "loss_mean": _NUM, "loss_std": _OPT_NUM,
+                               "acc_mean": _NUM, "acc_std": _OPT_NUM,
+                               "repeats": (int, type(None))})],
     },
     "robustness": {
         "clean_accuracy": _NUM,
-        "corruptions": [{"corruption": str, "severity": int, "accuracy": _NUM}],
-        "adversarial": [{"attack": str, "epsilon": _NUM, "accuracy": _NUM}],
+        "corruptions": [_Row({"corruption": str, "severity": int, "accuracy": _NUM})],
+        "adversarial": [_Row({"attack": str, "epsilon": _NUM, "accuracy": _NUM})],
     },
+    "bn": {"mode": str, "as_saved": {"test_accuracy": _NUM}, "recalibrated": {"test_accuracy": _NUM}},
+    "sharpness": {}, "landscape": {}, "provenance": {},
 }
 
 
@@ -212,6 +223,8 @@ def _check_types(value: Any, spec: Any, where: str, source: str) -> None:
         for key, sub in spec.items():
             if key in value:
                 _check_types(value[key], sub, f"{where}.{key}", source)
+            elif isinstance(spec, _Row) and not (isinstance(sub, tuple) and type(None) in sub):
+                raise FlatkdError(f"{source}: {where} lacks {key!r}")
     elif isinstance(spec, list):
         if not isinstance(value, list):
             raise FlatkdError(f"{source}: {where} must be a list, got {type(value).__name__}")
@@ -236,6 +249,9 @@ def validate(data: Any, source: str) -> None:
     missing = [k for k in ("method", "arch", "dataset") if not isinstance(ck.get(k), str)]
     if missing:
         raise FlatkdError(f"{source}: checkpoint section lacks {', '.join(missing)}")
+    seed = ck.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FlatkdError(f"{source}: checkpoint.seed must be an integer or null, got {seed!r:.60}")
     interval = ck.get("interval")
     if interval is not None and not (isinstance(interval, (int, float))
                                      and math.isfinite(interval) and interval >= 0):
@@ -269,6 +285,8 @@ def load_result(path: str | Path) -> Result:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FlatkdError(f"{p}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise FlatkdError(f"{p}: nested too deeply to be a result file") from None
     validate(data, str(p))
     return Result(path=p, data=data)
 
