@@ -121,7 +121,7 @@ def test_a_results_folder_means_the_same_to_report_study_and_notebooks(tmp_path)
     networks of one configuration and seed are refused everywhere."""
     from flatkd.errors import FlatkdError
     from flatkd.evidence import load_results
-from flatkd.report import build_report
+    from flatkd.report import build_report
     from flatkd.study import run_study
     from flatkd.study.measures import load as study_load
 
