@@ -348,3 +348,17 @@ def test_stage_index_of_an_epoch():
     from flatkd.training.methods.base import stage_index
     assert [stage_index([2, 1, 3], e) for e in range(1, 8)] == [0, 0, 1, 2, 2, 2, 2]
     assert stage_index([0, 2], 1) == 1 and stage_index([4], 9) == 0
+
+
+def test_dkd_distils_from_a_vit_teacher_and_at_refuses_one_before_any_work(tmp_path):
+    """DKD needs only the teacher's logits (any architecture); AT needs ResNet stages on both
+    sides and says so when the run is built, before a folder is written."""
+    cfg = resolve("baseline", "deit_tiny", "digits", overrides={**SMALL, "epochs": 1, "seed": 3})
+    vit = str(Trainer(cfg, tmp_path / "vit", progress=False).run())
+    t = trainer(tmp_path, "dkd", "dkd", epochs=1, teacher_ckpt=vit)
+    t.run()
+    assert t.opt_steps == {"student": 4}
+    assert load_checkpoint(t.ckpt_path).raw["state"]["options"]["teacher"]["arch"] == "deit_tiny"
+    with pytest.raises(FlatkdError, match=r"the teacher \(deit_tiny\) has none"):
+        trainer(tmp_path, "at", "at", epochs=1, teacher_ckpt=vit)
+    assert not (tmp_path / "at").exists()

@@ -86,6 +86,16 @@ class FrozenTeacher(Method):
                 "teacher_ckpt": str(self.cfg.teacher_ckpt), "network": self.cfg.teacher_ckpt_model}
 
     @torch.no_grad()
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits in eval mode (any architecture)."""
+        teacher = self.nets.modules["teacher"]
+        was = teacher.training
+        teacher.eval()
+        out = teacher(x)
+        teacher.train(was)
+        return out[-1] if isinstance(out, (tuple, list)) else out
+
+    @torch.no_grad()
     def teacher_stages(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(stage outputs, logits) of the teacher in eval mode."""
         teacher = self.nets.modules["teacher"]
@@ -108,7 +118,7 @@ class DKD(FrozenTeacher):
 
     def loss(self, role, x, y):
         d = self.cfg.dkd
-        _, t = self.teacher_stages(x)
+        t = self.teacher_logits(x)                  # logits only: any teacher architecture
         s = self.nets.modules["student"](x)
         ce = F.cross_entropy(s, y)
         tckd, nckd = dkd_loss(s, t, y, d.alpha, d.beta, d.temperature)
@@ -124,14 +134,27 @@ class DKD(FrozenTeacher):
 
 @METHODS.register("at")
 class AttentionTransfer(FrozenTeacher):
-    """Attention transfer from a frozen teacher on every stage output: CE + β/2·Σ AT terms."""
+    """Attention transfer from a frozen teacher on every stage output: CE + β/2·Σ AT terms.
+    Student and teacher must be ResNets with as many stages (checked when the run is built)."""
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, num_classes: int, mean, std) -> Networks:
+        nets = super().build(cfg, num_classes, mean, std)
+        student, teacher = nets.modules["student"], nets.modules["teacher"]
+        for role, net in (("student", student), ("teacher", teacher)):
+            if not hasattr(net, "forward_stages"):
+                raise FlatkdError(f"at matches the attention maps of ResNet stages: the {role} "
+                                  f"({nets.architectures[role]['arch']}) has none; use ResNet "
+                                  "student and teacher (resnet8, resnet18, …)")
+        ns, nt = len(student.stage_channels), len(teacher.stage_channels)
+        if ns != nt:
+            raise FlatkdError(f"at pairs stages: the student has {ns}, the teacher {nt}; use a "
+                              "teacher with as many stages")
+        return nets
 
     def loss(self, role, x, y):
         ft, _ = self.teacher_stages(x)
         fs, s = stages_and_logits(self.nets.modules["student"], x)
-        if len(fs) != len(ft):
-            raise FlatkdError(f"at pairs stages: the student has {len(fs)}, the teacher {len(ft)}; "
-                              "use a teacher with as many stages")
         ce = F.cross_entropy(s, y)
         at = at_loss(fs, ft, self.cfg.at.beta)
         total = ce + at
