@@ -11,6 +11,7 @@ from torch import nn
 
 import flatkd
 from flatkd import batchnorm as BN
+from flatkd import checkpoint
 from flatkd import datasets
 from flatkd.cli import main
 from test_distributed import WORLD, free_port
@@ -34,7 +35,7 @@ def trained(tmp_path_factory):
         elif key.endswith("running_var"):
             value.mul_(100.0)
     bad = path.parent / "corrupted.pt"
-    torch.save(raw, bad)
+    checkpoint.save(bad, raw)                     # a well-formed file with the bad statistics
     return path, bad
 
 

@@ -25,6 +25,8 @@ from flatkd.training.methods.shake import logit_norm, shake_losses
 T1 = torch.tensor([[1.0, 2.0, 3.0]])       # "teacher" logits of the hand-computed cases
 S1 = torch.tensor([[3.0, 2.0, 1.0]])       # "student" logits
 TINY = {"train_subset": 32, "test_subset": 16, "batch_size": 8, "epochs": 1}     # 4 steps/epoch
+#: a constant lr, so a resumed run may train more epochs than it was started with
+GROWS = {"optim.schedule": "constant"}
 
 
 def trainer(tmp_path, method, name="run", on_update=None, interval=None, **over):
@@ -235,18 +237,18 @@ def test_tsb_accumulator_integrator_invariants():
 
 
 def test_tsb_state_resumes_bit_exactly_and_spaced_zero_is_tsb(tmp_path):
-    full = trainer(tmp_path, "tsb", "full", epochs=2)
+    full = trainer(tmp_path, "tsb", "full", epochs=2, **GROWS)
     full.run()
-    part = trainer(tmp_path, "tsb", "part", epochs=1)
+    part = trainer(tmp_path, "tsb", "part", epochs=1, **GROWS)
     part.run()
     assert part.method.count.data[:32].eq(1).all() and not part.method.count.data[32:].any()
-    cfg = resolve("tsb", "resnet8", "digits", overrides={**TINY, "epochs": 2})
+    cfg = resolve("tsb", "resnet8", "digits", overrides={**TINY, **GROWS, "epochs": 2})
     resumed = Trainer(cfg, tmp_path / "part", resume=True, progress=False)
     assert torch.equal(resumed.method.acc.data, part.method.acc.data)
     resumed.run()
     assert same(weights(full), weights(resumed))
     assert torch.equal(full.method.acc.data, resumed.method.acc.data)
-    zero = trainer(tmp_path, "spaced-tsb", "zero", interval=0.0, epochs=2)
+    zero = trainer(tmp_path, "spaced-tsb", "zero", interval=0.0, epochs=2, **GROWS)
     zero.run()
     assert same(weights(full), weights(zero))
 
@@ -401,11 +403,12 @@ def test_dlb_pairs_each_batch_with_the_last_across_steps_and_epochs(tmp_path):
 def test_dlb_and_pskd_resume_bit_exactly(tmp_path):
     for method in ("dlb", "pskd", "spaced-dlb"):
         interval = 0.5 if method.startswith("spaced") else None
-        full = trainer(tmp_path, method, f"{method}-full", interval=interval, epochs=2)
+        full = trainer(tmp_path, method, f"{method}-full", interval=interval, epochs=2, **GROWS)
         full.run()
-        part = trainer(tmp_path, method, f"{method}-part", interval=interval, epochs=1)
+        part = trainer(tmp_path, method, f"{method}-part", interval=interval, epochs=1, **GROWS)
         part.run()
-        cfg = resolve(method, "resnet8", "digits", interval=interval, overrides={**TINY, "epochs": 2})
+        cfg = resolve(method, "resnet8", "digits", interval=interval,
+                      overrides={**TINY, **GROWS, "epochs": 2})
         resumed = Trainer(cfg, tmp_path / f"{method}-part", resume=True, progress=False)
         resumed.run()
         assert same(weights(full), weights(resumed)), method

@@ -5,7 +5,7 @@ from importlib import resources
 import pytest
 import torch
 
-from flatkd import models
+from flatkd import checkpoint, models
 from flatkd.errors import CheckpointError, FlatkdError
 from flatkd.training import Trainer, resolve
 
@@ -77,7 +77,7 @@ def test_offline_refuses_foreign_teacher_checkpoints(tmp_path, teacher_ckpt, edi
     raw = torch.load(teacher_ckpt, weights_only=True)
     raw.update(edit)
     bad = tmp_path / "bad.pt"
-    torch.save(raw, bad)
+    checkpoint.save(bad, raw)                     # well-formed, only its content is foreign
     with pytest.raises(FlatkdError, match=match):
         trainer(tmp_path, "offline", teacher_ckpt=str(bad))
 
@@ -215,7 +215,6 @@ def test_resolve_needs_arch_and_dataset_from_somewhere(tmp_path):
 def _fake_run(root, method, seed, acc, interval=None, config=None, options=None):
     """A result file + a weight-less checkpoint carrying the run's config and options."""
     import json
-    from flatkd import checkpoint
     from report_fixtures import _result
     tag = json.dumps([method, interval, config, options], sort_keys=True)
     stem = f"{method}-{abs(hash(tag)) % 10**8}-s{seed}"

@@ -91,10 +91,11 @@ def test_resume_after_a_crash_appends_without_repeating_a_step(tmp_path):
 
 def test_off_writes_nothing_and_resume_may_switch_it(tmp_path):
     run = tmp_path / "run"
-    trainer(run, epochs=1, **{"log.tensorboard": False}).run()
+    constant = {"optim.schedule": "constant"}                # so the resumed run may grow
+    trainer(run, epochs=1, **constant, **{"log.tensorboard": False}).run()
     assert not (run / "tb").exists()
     assert yaml.safe_load((run / "config.yaml").read_text())["derived"]["tensorboard"] is False
-    trainer(run, epochs=2, resume=True, **{"log.tensorboard": True}).run()   # viewers may change
+    trainer(run, epochs=2, resume=True, **constant, **{"log.tensorboard": True}).run()  # viewers may change
     assert [s for s, _ in events(run)["test/student_test_acc"]] == [12]
 
 
