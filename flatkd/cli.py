@@ -153,7 +153,7 @@ def _eval_options(e: argparse.ArgumentParser) -> None:
                    help="what to measure: " + ", ".join(SUITE_CHOICES)
                         + ", or a comma-separated list (flatness,robustness)")
     e.add_argument("--model", default="student",
-                   help="network of the checkpoint to evaluate: student (default), teacher, or "
+                   help="network of the checkpoint to evaluate: student, teacher, or "
                         "any other it holds (assistant, gen1, peer0, …; an unknown name is "
                         "refused with the checkpoint's networks listed)")
     e.add_argument("--out", help="result JSON path (default: print to stdout)")
@@ -169,6 +169,10 @@ def _report_options(r: argparse.ArgumentParser) -> None:
     r.epilog = REPORT_EPILOG
     r.add_argument("results", nargs="+", help="result JSON files or folders holding them")
     r.add_argument("--out", required=True, help="report directory")
+    r.add_argument("--controls", nargs="+", default=[], metavar="RESULTS",
+                   help="result files or folders of step-matched control runs (e.g. self KD "
+                        "trained for spaced self-KD's number of optimizer steps), compared "
+                        "with the spaced runs in a section of their own")
 
 
 def _demo_options(d: argparse.ArgumentParser) -> None:
@@ -301,7 +305,7 @@ def _report(a) -> None:
     from .io import writable_target
     from .report import build_report
     writable_target(a.out, "report directory")
-    written = build_report(a.results, a.out)
+    written = build_report(a.results, a.out, controls=a.controls)
     print(f"report: {a.out} ({len(written.get('files', written))} files)")
 
 

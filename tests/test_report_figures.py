@@ -348,7 +348,7 @@ def test_reference_density_shows_every_top_eigenvalue_of_the_table(reference_rep
             m = thick[k.label]
             assert np.isfinite(np.interp(lam, m.get_xdata(), m.get_ydata())), f"{where}: mean"
             n += 1
-    assert n == 25
+    assert n == 31                                   # 5 headline methods × 5 seeds, offline and constant-ahead × 3
     title = ax.get_title()
     assert "SLQ, 1 probe," in title and "40 Lanczos steps" in title
     assert "1 seeds" not in title

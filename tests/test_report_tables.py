@@ -301,3 +301,75 @@ def test_best_recalibrated_selection_needs_every_epoch_recalibrated():
                                              "student_test_acc_recalibrated": 0.9}]
     assert sel.extract(None, TrainingHistory(last_only, [], 0)) is None
     assert sel.extract(None, None) is None
+
+
+# ------------------------------------------------------------ step-matched controls
+
+def _controls(tmp_path, epochs, trace_offsets=(-4.0, 1.0, -2.5)):
+    """self KD results trained for ``epochs`` (checkpoints beside them), each seed's Hessian
+    trace = spaced-self's + the offset."""
+    paths = fx.write_results(tmp_path / f"ctrl{epochs}", methods=("self",))
+    for p, off, seed in zip(paths, trace_offsets, fx.SEEDS):
+        d = json.loads(p.read_text())
+        d["checkpoint"]["sha256"] = f"control-{epochs}-{seed}"
+        d["flatness"]["hessian"]["trace"]["mean"] = fx.TRACE["spaced-self"][seed] + off
+        p.write_text(json.dumps(d))
+    fx.write_checkpoints(paths, epochs=epochs)
+    return load_results(paths)
+
+
+def test_step_matched_control_pairs_spaced_self_with_self_trained_as_many_steps(tmp_path,
+                                                                              with_history):
+    """spaced-self takes 144 steps to self's 72 (6 epochs): its verdicts say so, and self
+    trained 12 epochs (144 steps) is the control it is tested against, by seed; a control of
+    another length is named as not matching instead."""
+    from flatkd.evidence.histories import load_histories
+    rs, hist = with_history
+    ctrl = _controls(tmp_path, 12)
+    ctrl_hist, reasons = load_histories(ctrl)
+    assert reasons == []
+    df = T.step_matched_table(rs, ctrl, {**hist, **ctrl_hist})
+    assert set(df["spaced"]) == {"spaced-self (s=4.0)"} and df.attrs["unmatched"] == []
+    assert set(df["counterpart"]) == {"self (144 steps)"}
+    assert list(df["spaced_steps"]) == [144] * 3 and list(df["base_steps"]) == [144] * 3
+    tr = df[df["metric"] == "hessian_trace"].iloc[0]
+    a = np.array(fx.TRACE["spaced-self"])
+    b = a + np.array([-4.0, 1.0, -2.5])
+    assert tr["delta"] == pytest.approx(a.mean() - b.mean())
+    assert tr["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert tr["p_holm"] >= tr["p_value"]
+    control = [v for v in df.attrs["verdicts"] if v.what.startswith("Hessian trace")][0]
+    assert not control.unequal_budgets and "unequal budgets" not in control.sentence
+    # the plain comparison names the unequal budgets beside its verdict
+    comp = T.comparison_table(rs, histories=hist)
+    plain = [v for v in comp.attrs["verdicts"] if v.spaced.startswith("spaced-self")]
+    assert plain and all("spaced-self (s=4.0) took 144 student optimizer steps, self 72"
+                         in v.sentence for v in plain)
+    online = [v for v in comp.attrs["verdicts"] if v.spaced.startswith("spaced-online")]
+    assert online and not any(v.unequal_budgets for v in online)
+    # a control of another length is not a step-matched control
+    other = _controls(tmp_path, 9)
+    other_hist, _ = load_histories(other)
+    df9 = T.step_matched_table(rs, other, {**hist, **other_hist})
+    assert len(df9) == 0
+    assert df9.attrs["unmatched"] == ["spaced-self (s=4.0) (144 steps) vs self (72): the "
+                                      "control runs of self took 108"]
+
+
+def test_report_writes_the_step_matched_section_and_its_verdicts(tmp_path, with_history):
+    from flatkd.report import build_report
+    rs, _ = with_history
+    _controls(tmp_path, 12)
+    written = build_report([rs[0].path.parent], tmp_path / "out",
+                           controls=[tmp_path / "ctrl12"])
+    assert "step_matched" in written["tables"]
+    rows = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    mine = [r for r in rows if r["counterpart"] == "self (144 steps)"]
+    assert len(mine) == 3 and all(r["spaced_steps"] == r["counterpart_steps"] == 144 for r in mine)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Step-matched controls" in text
+    # without controls the section says which comparison lacks one
+    build_report([rs[0].path.parent], tmp_path / "bare")
+    bare = (tmp_path / "bare" / "report.md").read_text()
+    assert "no step-matched control: spaced-self (s=4.0) (144 steps) vs self (72): no control " \
+           "runs of self were given" in bare

@@ -24,9 +24,10 @@ OUTCOMES = ("not converged", "no values", "too few seeds", "undefined", "gain", 
 class Verdict:
     """``spaced`` vs ``plain`` on ``what``: both sides' :class:`Stat` (fractions for accuracy,
     ``scale`` 100 shows percent), the paired test (Holm-adjusted within its table), the test-set
-    size ``n_test`` (None: unknown) and ``stale``, the runs that have not converged (a verdict
-    about them is refused). A gain is a higher value, or a lower one with
-    ``higher_is_better=False`` (Hessian trace: lower = flatter)."""
+    size ``n_test`` (None: unknown), ``stale``, the runs that have not converged (a verdict
+    about them is refused), and ``steps``, both sides' mean student optimizer steps (None:
+    unknown; unequal budgets are said beside the verdict). A gain is a higher value, or a lower
+    one with ``higher_is_better=False`` (Hessian trace: lower = flatter)."""
 
     spaced: str
     plain: str
@@ -40,6 +41,7 @@ class Verdict:
     higher_is_better: bool = True
     n_test: int | None = None
     stale: tuple[str, ...] = ()
+    steps: tuple[float, float] | None = None
 
     @property
     def outcome(self) -> str:
@@ -65,6 +67,22 @@ class Verdict:
         return (self.a.mean - self.b.mean) * self.scale
 
     @property
+    def unequal_budgets(self) -> bool:
+        """Whether the two sides' students took different numbers of optimizer steps."""
+        return budgets_differ(self.steps)
+
+    @property
+    def budget_note(self) -> str:
+        """``""``, or the clause that the comparison is not step-for-step (e.g. Alg. 4's spaced
+        self-KD trains twice per batch), pointing to the step-matched control."""
+        if not self.unequal_budgets:
+            return ""
+        a, b = self.steps
+        return (f" (unequal budgets: {self.spaced} took {a:,.0f} student optimizer steps, "
+                f"{self.plain} {b:,.0f}; the step-matched control — {self.plain} trained for "
+                f"{a:,.0f} steps — separates spacing from training longer)")
+
+    @property
     def head(self) -> str:
         return f"{self.spaced} vs {self.plain}, {self.what}"
 
@@ -72,7 +90,12 @@ class Verdict:
     def sentence(self) -> str:
         """The verdict in one plain sentence: both means ± std with their seed counts and the
         test-set size, Δ, the paired t-test (p, Holm-adjusted p) and its verdict said plainly
-        either way, and the smallest difference the design could detect (80 % power)."""
+        either way, the smallest difference the design could detect (80 % power), and
+        whether the two sides had unequal optimizer-step budgets."""
+        return self._finding + self.budget_note
+
+    @property
+    def _finding(self) -> str:
         if self.stale:
             return f"{self.head}: no verdict: runs not converged: {'; '.join(self.stale)}"
         if self.a is None or self.b is None:
@@ -120,7 +143,18 @@ class Verdict:
                 "p": _num(t.p if t else math.nan), "p_holm": _num(t.p_holm if t else math.nan),
                 "family": t.family if t else 0,
                 "detectable": _num(t.detectable * self.scale if t else math.nan),
+                "spaced_steps": _num(self.steps[0]) if self.steps else None,
+                "counterpart_steps": _num(self.steps[1]) if self.steps else None,
                 "not_converged": list(self.stale), "sentence": self.sentence}
+
+
+def budgets_differ(steps: tuple[float, float] | None) -> bool:
+    """Whether two mean optimizer-step counts differ by more than 0.5 % (rounding of a mean over
+    seeds is not a difference); False when either is unknown (None or NaN)."""
+    if steps is None or not all(math.isfinite(x) for x in steps):
+        return False
+    a, b = steps
+    return abs(a - b) > 0.005 * max(abs(a), abs(b), 1.0)
 
 
 def _num(x: float) -> float | None:

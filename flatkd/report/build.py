@@ -238,6 +238,30 @@ def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[Verdict]:
     return [v for v in acc.attrs.get("verdicts", []) if v is not None] + flat
 
 
+def _step_matched(results: list[Result], histories, controls: list, out: Path,
+                  written: dict) -> tuple[list[str], list[Verdict]]:
+    """The step-matched control section (Markdown lines) and its verdicts; with no
+    ``controls``, a note naming the comparisons whose budgets differ (nothing when none do)."""
+    ctrl = load_results(controls) if controls else []
+    ctrl_histories, skipped = load_histories(ctrl)
+    written["skipped"] += skipped
+    table = T.step_matched_table(results, ctrl, {**histories, **ctrl_histories})
+    unmatched = table.attrs["unmatched"]
+    if not len(table) and not unmatched:
+        return [], []
+    md = ["## Step-matched controls", "",
+          "A spaced method whose students take more optimizer steps than its counterpart's "
+          "(Alg. 4: spaced self-KD steps twice per batch) is compared here with the "
+          "counterpart trained for as many steps, paired by seed, Holm-corrected over this "
+          "table: what remains is the effect of spacing, not of training longer. Control "
+          "runs are passed with `flatkd report … --controls DIR`.", ""]
+    if len(table):
+        md += [_write_table(out, "step_matched", table, T.step_matched_display(table), written),
+               ""]
+    md += [f"* no step-matched control: {u}" for u in unmatched]
+    return md + [""], list(table.attrs["verdicts"])
+
+
 def _verdicts_md(verdicts: list[Verdict]) -> list[str]:
     md = ["## Does spaced KD's gain over its counterpart survive?", "",
           "Each sentence is computed from the result files: mean ± std over seeds, the test-set "
@@ -273,8 +297,11 @@ def _progress(total: int, show: bool):
 
 
 def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, controls: Iterable[str | Path] = ()) -> dict:
     """Render the report of the given result files (directories are searched recursively).
+    ``controls``: result files of step-matched control runs (a counterpart method trained for
+    its spaced method's optimizer-step budget), compared with the spaced runs in a section of
+    their own.
 
     Returns ``{"markdown": Path, "tables": {name: [csv, md]}, "figures": {stem: [png, pdf]},
     "n_results": int, "skipped": [reason, ...], "verdicts": [Verdict, ...] (does spaced KD's
@@ -330,10 +357,13 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
         md += ["## Spaced vs non-spaced: paired significance tests", "",
                _write_table(out, "significance", comp, T.comparison_display(comp), written)]
     bar.update()
+    control_md, control_verdicts = _step_matched(results, histories, list(controls), out,
+                                                 written)
     if has_acc or len(comp):
-        written["verdicts"] = _verdicts(acc, comp)
+        written["verdicts"] = _verdicts(acc, comp) + control_verdicts
         write_json(out / "verdicts.json", [v.as_row() for v in written["verdicts"]])
         md += _verdicts_md(written["verdicts"])
+    md += control_md
     bar.update()
 
     md += _robustness_tables(results, out, written)

@@ -30,7 +30,7 @@ from ..evidence.results import (COUNTERPART, FAMILIES, GroupKey, Result, dataset
 from ..evidence.selections import (METRICS, SELECTIONS, Metric, by_seed, hessian_section,
                                    hessian_trace, history_of, seeded, top_eigenvalue)
 from ..evidence.stats import PairedTest, describe, holm_adjusted, paired_test
-from ..evidence.verdicts import Verdict, stale_runs
+from ..evidence.verdicts import Verdict, budgets_differ, stale_runs
 from .cells import fmt_num, fmt_stat, stat_cols
 
 
@@ -155,7 +155,8 @@ def accuracy_table(results: Iterable[Result], histories: Histories | None = None
                         spaced=method_label(spaced_m, s), plain=plain_m,
                         what=f"accuracy ({sel.label})", a=a_st, b=b_st,
                         n_test=dataset_facts(dataset)[1],
-                        stale=stale_runs(spaced + plain, histories))))
+                        stale=stale_runs(spaced + plain, histories),
+                        steps=(row["w_ours_steps"], row["wo_ours_steps"]))))
     verdicts = []
     for row, (test, kw) in zip(rows, _holm_over_table(pending)):
         missing = row.pop("missing")
@@ -202,6 +203,51 @@ def flatness_table(results: Iterable[Result]) -> pd.DataFrame:
                                        "trace_stderr", "n_samples", "backend"])
 
 
+_COMPARISON_COLUMNS = [
+    "dataset", "network", "model", "metric", "spaced", "counterpart",
+    *[f"{p}_{s}" for p in ("spaced", "base") for s in ("mean", "std", "n")],
+    "delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant", "statement",
+    "verdict", "spaced_steps", "base_steps"]
+
+
+def _metric_rows(k: GroupKey, spaced: Sequence[Result], plain_label: str,
+                 plain: Sequence[Result], metrics: Sequence[str], histories: Histories | None,
+                 steps: tuple[float, float]) -> tuple[list[dict], list[tuple]]:
+    """One :func:`comparison_table` row per metric with values on both sides, and its
+    ``(paired test, verdict fields)``; ``steps`` = both sides' mean optimizer steps."""
+    rows, pending = [], []
+    for name in metrics:
+        m = METRICS.get(name)
+        a_st = describe(m.extract(r) for r in spaced)
+        b_st = describe(m.extract(r) for r in plain)
+        if a_st is None or b_st is None:
+            continue
+        row = {"dataset": k.dataset, "network": k.network, "model": k.model, "metric": name,
+               "spaced": k.label, "counterpart": plain_label}
+        row |= stat_cols("spaced", a_st) | stat_cols("base", b_st)
+        row["delta"] = a_st.mean - b_st.mean
+        row["spaced_steps"], row["base_steps"] = steps
+        rows.append(row)
+        what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
+        pending.append((paired_test(by_seed(spaced, m), by_seed(plain, m)), dict(
+            spaced=k.label, plain=plain_label, what=what, a=a_st, b=b_st,
+            scale=m.scale, unit=m.unit, digits=m.digits, higher_is_better=m.higher_is_better,
+            n_test=dataset_facts(k.dataset)[1] if name == "accuracy" else None,
+            stale=stale_runs([*spaced, *plain], histories), steps=steps)))
+    return rows, pending
+
+
+def _tested(rows: list[dict], pending: list[tuple]) -> pd.DataFrame:
+    """``rows`` with their tests Holm-adjusted over the table, the test columns and verdicts."""
+    verdicts = []
+    for row, (test, kw) in zip(rows, _holm_over_table(pending)):
+        m = METRICS.get(row["metric"])
+        row |= _test_cols(test, kw["spaced"], kw["plain"], m)
+        verdicts.append(Verdict(test=test, **kw))
+        row["verdict"] = verdicts[-1].sentence
+    return _with_verdicts(pd.DataFrame(rows, columns=_COMPARISON_COLUMNS), verdicts)
+
+
 def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
         "accuracy", "hessian_trace", "top_eigenvalue"), histories: Histories | None = None
                      ) -> pd.DataFrame:
@@ -211,7 +257,8 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
     ``base_*`` (``_mean/_std/_n``, in the metric's raw units), ``delta`` (difference of means),
     ``n_pairs, t, p_value, p_holm, detectable, significant, statement, verdict``
     (:class:`~flatkd.evidence.verdicts.Verdict`, also in ``df.attrs["verdicts"]``; for the
-    flatness metrics a gain is a decrease). Rows without values on both sides are left out.
+    flatness metrics a gain is a decrease), ``spaced_steps, base_steps`` (mean student
+    optimizer steps; NaN without histories). Rows without values on both sides are left out.
     """
     groups = group(results)
     rows, pending = [], []
@@ -222,34 +269,62 @@ def comparison_table(results: Iterable[Result], metrics: Sequence[str] = (
         base = groups.get(base_key)
         if not base:
             continue
-        for name in metrics:
-            m = METRICS.get(name)
-            a_st = describe(m.extract(r) for r in spaced)
-            b_st = describe(m.extract(r) for r in base)
-            if a_st is None or b_st is None:
-                continue
-            row = {"dataset": k.dataset, "network": k.network, "model": k.model, "metric": name,
-                   "spaced": k.label, "counterpart": base_key.label}
-            row |= stat_cols("spaced", a_st) | stat_cols("base", b_st)
-            row["delta"] = a_st.mean - b_st.mean
-            rows.append(row)
-            what = m.label + (" (lower = flatter)" if not m.higher_is_better else "")
-            pending.append((paired_test(by_seed(spaced, m), by_seed(base, m)), dict(
-                spaced=k.label, plain=base_key.label, what=what, a=a_st, b=b_st,
-                scale=m.scale, unit=m.unit, digits=m.digits, higher_is_better=m.higher_is_better,
-                n_test=dataset_facts(k.dataset)[1] if name == "accuracy" else None,
-                stale=stale_runs(spaced + base, histories))))
-    verdicts = []
-    for row, (test, kw) in zip(rows, _holm_over_table(pending)):
-        m = METRICS.get(row["metric"])
-        row |= _test_cols(test, kw["spaced"], kw["plain"], m)
-        verdicts.append(Verdict(test=test, **kw))
-        row["verdict"] = verdicts[-1].sentence
-    return _with_verdicts(pd.DataFrame(rows, columns=[
-        "dataset", "network", "model", "metric", "spaced", "counterpart",
-        *[f"{p}_{s}" for p in ("spaced", "base") for s in ("mean", "std", "n")],
-        "delta", "n_pairs", "t", "p_value", "p_holm", "detectable", "significant", "statement",
-        "verdict"]), verdicts)
+        r, p = _metric_rows(k, spaced, base_key.label, base, metrics, histories,
+                            (_mean_steps(spaced, histories), _mean_steps(base, histories)))
+        rows += r
+        pending += p
+    return _tested(rows, pending)
+
+
+def step_matched_table(results: Iterable[Result], controls: Iterable[Result],
+                       histories: Histories | None = None, metrics: Sequence[str] = (
+                           "accuracy", "hessian_trace", "top_eigenvalue")) -> pd.DataFrame:
+    """Every spaced configuration whose students took more (or fewer) optimizer steps than its
+    counterpart's, against a *step-matched control*: the counterpart method trained for the
+    spaced method's number of steps (Alg. 4's spaced self-KD takes two steps per batch, so
+    self KD for twice the epochs), from ``controls``, paired by seed.
+
+    Same columns as :func:`comparison_table` (``counterpart`` names the control and its steps,
+    ``base_steps`` its steps). ``histories`` must cover both ``results`` and ``controls``.
+    ``df.attrs["unmatched"]`` says, per spaced configuration with unequal budgets, why it has
+    no control row (no control of its counterpart, or one with other step counts).
+    """
+    groups, cgroups = group(results), group(controls)
+    rows, pending, unmatched = [], [], []
+    for k, spaced in groups.items():
+        if k.method not in COUNTERPART:
+            continue
+        base_key = GroupKey(k.dataset, k.network, COUNTERPART[k.method], None, k.model)
+        steps_s = _mean_steps(spaced, histories)
+        steps_b = _mean_steps(groups.get(base_key, []), histories)
+        if not budgets_differ((steps_s, steps_b)):
+            continue
+        ctrl = cgroups.get(base_key, [])
+        steps_c = _mean_steps(ctrl, histories)
+        if not ctrl or budgets_differ((steps_s, steps_c)) or math.isnan(steps_c):
+            have = (f"the control runs of {base_key.label} took {steps_c:,.0f}" if ctrl else
+                    f"no control runs of {base_key.label} were given")
+            unmatched.append(f"{k.label} ({steps_s:,.0f} steps) vs {base_key.label} "
+                             f"({steps_b:,.0f}): {have}")
+            continue
+        r, p = _metric_rows(k, spaced, f"{base_key.label} ({steps_c:,.0f} steps)", ctrl,
+                            metrics, histories, (steps_s, steps_c))
+        rows += r
+        pending += p
+    df = _tested(rows, pending)
+    df.attrs["unmatched"] = unmatched
+    return df
+
+
+def step_matched_display(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`step_matched_table` as formatted strings: :func:`comparison_display` with the
+    control named and both sides' optimizer steps."""
+    out = comparison_display(df).rename(columns={"Counterpart": "Control"})
+    out.insert(3, "Control run", df["counterpart"].to_numpy())
+    out.insert(6, "optimizer steps (spaced, control)",
+               [f"{fmt_num(a, '.0f')}, {fmt_num(b, '.0f')}"
+                for a, b in zip(df["spaced_steps"], df["base_steps"])])
+    return out
 
 
 # ---------------------------------------------------------------- accuracy vs interval (Table 6)
