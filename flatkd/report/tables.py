@@ -322,7 +322,7 @@ def step_matched_display(df: pd.DataFrame) -> pd.DataFrame:
     out = comparison_display(df).rename(columns={"Counterpart": "Control"})
     out.insert(3, "Control run", df["counterpart"].to_numpy())
     out.insert(6, "optimizer steps (spaced, control)",
-               [f"{fmt_num(a, '.0f')}, {fmt_num(b, '.0f')}"
+               [f"{fmt_num(a, ',.0f')}, {fmt_num(b, ',.0f')}"
                 for a, b in zip(df["spaced_steps"], df["base_steps"])])
     return out
 
@@ -425,7 +425,7 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
         "detectable Δ (80 % power)": [fmt_num(d * 100, ".2f") for d in df["detectable"]],
     })
     if df["wo_ours_steps"].notna().any() or df["w_ours_steps"].notna().any():
-        out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{fmt_num(a, '.0f')}, {fmt_num(b, '.0f')}"
+        out["optimizer steps (w/o Ours, w/ Ours)"] = [f"{fmt_num(a, ',.0f')}, {fmt_num(b, ',.0f')}"
                                       for a, b in zip(df["wo_ours_steps"], df["w_ours_steps"])]
     return out
 
