@@ -29,6 +29,7 @@ from .registry import Registry
 from .robustness.config import RobustnessConfig
 from .sharpness.config import LayersConfig, PacBayesConfig, SharpnessConfig
 from .training import distributed
+from .training.config import STUDY_HYPERPARAMETERS
 from .training.loop import resolve_device
 
 RESULT_FORMAT, RESULT_VERSION = "flatkd.result", 1
@@ -263,7 +264,7 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
         "checkpoint": {"path": str(path), "sha256": ck.sha256, "method": ck.method, "arch": ck.arch,
                        "dataset": ck.dataset, "model": model, "seed": ck.config.get("seed"),
                        "interval": ck.raw.get("state", {}).get("interval_epochs"),
-                       "epochs": ck.epoch},
+                       "epochs": ck.epoch, "hyperparameters": _hyperparameters(ck)},
     }
     result["bn"] = _batchnorm(ctx)
     for name in names:
@@ -276,4 +277,11 @@ def evaluate(path: str | Path, suite: str = "all", *, model: str = "student",
     if out is not None and dist.is_main:
         write_json(out, result)
     return result
+
+
+def _hyperparameters(ck: Checkpoint) -> dict:
+    """The checkpoint's resolved value of every study hyper-parameter
+    (:data:`~flatkd.training.config.STUDY_HYPERPARAMETERS`; None where its config lacks one)."""
+    flat = cfgmod.flatten(ck.config)
+    return {key: flat.get(key) for key in STUDY_HYPERPARAMETERS}
 

@@ -37,6 +37,9 @@ def test_result_schema(result, digits_checkpoint):
     assert (ck["method"], ck["arch"], ck["dataset"], ck["model"]) == \
         ("spaced-online", "resnet8", "digits", "student")
     assert ck["interval"] == 0.5 and ck["seed"] == 0
+    assert ck["hyperparameters"] == {"optim.lr": 0.05, "batch_size": 16,      # study axes
+                                     "optim.weight_decay": 5e-4, "epochs": 1,
+                                     "train_fraction": None, "teacher_width": 1.0}
     h = r["flatness"]["hessian"]
     assert set(h["trace"]) >= {"mean", "stderr", "n_hvp"} and len(h["top_eigenvalues"]) == 2
     assert h["top_eigenvalues"][0] >= h["top_eigenvalues"][1] and h["n_samples"] == 48

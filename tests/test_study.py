@@ -1,7 +1,7 @@
 """The measure-vs-generalization study: Kendall's τ, its bootstrap interval and the granulated
 τ against scipy on hand-made data; merging of results spread over files; verdicts."""
+import itertools
 import json
-import math
 
 import numpy as np
 import pytest
@@ -42,21 +42,68 @@ def test_bootstrap_interval_equals_scipy_on_the_same_resamples():
     assert got[0] < kendall(x, y)[0] < got[1]
 
 
+def _granulated_by_hand(table, value, target, axes):
+    """Jiang et al. 2020 Eq. 4 written out for a full grid: collapse seeds to their mean, then
+    ψ_i = mean over every combination of the other axes of τ over axis i's values."""
+    import itertools
+    cells = {}
+    for row in table:
+        cells.setdefault(tuple(row[a] for a in axes), []).append(row)
+    mean = {k: (np.mean([r[value] for r in v]), np.mean([r[target] for r in v]))
+            for k, v in cells.items()}
+    levels = [sorted({k[i] for k in mean}) for i in range(len(axes))]
+    psi = {}
+    for i, axis in enumerate(axes):
+        taus = []
+        for other in itertools.product(*(levels[:i] + levels[i + 1:])):
+            pts = [mean[other[:i] + (lv,) + other[i:]] for lv in levels[i]]
+            taus.append(stats.kendalltau(*zip(*pts)).statistic)
+        psi[axis] = np.mean(taus)
+    return psi, np.mean(list(psi.values()))
+
+
 @pytest.mark.crosslib
-def test_granulated_tau_by_hand():
-    rows_ = [{"dataset": "d", "network": "n", "model": "student", "method": m, "interval": None,
-              "seed": s} for s in (0, 1, 2) for m in ("a", "b", "c")]
-    values = [1, 2, 3, 1, 3, 2, 3, 2, 1]
-    targets = [1, 2, 3, 2, 3, 1, 3, 1, 2]
-    g = granulated(rows_, values, targets)
-    per_seed = [stats.kendalltau(values[i:i + 3], targets[i:i + 3]).statistic for i in (0, 3, 6)]
-    per_method = [stats.kendalltau(values[j::3], targets[j::3]).statistic for j in range(3)]
-    assert not any(math.isnan(t) for t in per_seed + per_method)
-    assert g["axes"]["method"]["psi"] == pytest.approx(np.mean(per_seed))
-    assert g["axes"]["method"]["groups"] == 3
-    assert g["axes"]["seed"]["psi"] == pytest.approx(np.mean(per_method))
-    assert set(g["axes"]) == {"method", "seed"}               # nothing else varies
-    assert g["overall"] == pytest.approx((np.mean(per_seed) + np.mean(per_method)) / 2)
+def test_granulated_tau_collapses_seeds_and_matches_jiang_eq4_written_out():
+    rng = np.random.default_rng(5)
+    table = []
+    for method, lr, bs in itertools.product(("a", "b", "c"), (0.01, 0.05, 0.1), (16, 64)):
+        for seed in (0, 1):
+            table.append({"method": method, "lr": lr, "bs": bs, "seed": seed,
+                          "m": rng.normal(), "g": rng.normal()})
+    rows_ = [{"dataset": "d", "network": "n", "model": "student", "method": r["method"],
+              "interval": None, "seed": r["seed"],
+              "hyperparameters": {"optim.lr": r["lr"], "batch_size": r["bs"],
+                                  "optim.weight_decay": 5e-4}} for r in table]
+    g = granulated(rows_, [r["m"] for r in table], [r["g"] for r in table])
+    psi, overall = _granulated_by_hand(table, "m", "g", ("method", "lr", "bs"))
+    assert set(g["axes"]) == {"method", "optim.lr", "batch_size"}   # no seed, no constant wd
+    assert g["configurations"] == 18
+    assert g["axes"]["method"]["psi"] == pytest.approx(psi["method"])
+    assert g["axes"]["method"]["groups"] == 6
+    assert g["axes"]["optim.lr"]["psi"] == pytest.approx(psi["lr"])
+    assert g["axes"]["batch_size"]["psi"] == pytest.approx(psi["bs"])
+    assert g["axes"]["batch_size"]["groups"] == 9
+    assert g["overall"] == pytest.approx(overall)
+
+
+def test_a_perfect_ranker_with_seed_noise_has_granulated_tau_one():
+    """Three configurations ranked perfectly by the measure, each trained with 4 seeds whose
+    measure and gap carry independent noise: seeds are replicates, so Ψ = 1 (pooling the seeds
+    as an axis gave 0.667)."""
+    rng = np.random.default_rng(0)
+    rows_, x, y = [], [], []
+    for rank, (method, interval) in enumerate((("online", None), ("spaced-online", 1.5),
+                                               ("spaced-online", 3.0))):
+        for seed in range(4):
+            rows_.append({"dataset": "d", "network": "n", "model": "student", "method": method,
+                          "interval": interval, "seed": seed})
+            x.append(rank + rng.uniform(-0.3, 0.3))
+            y.append(10 * rank + rng.uniform(-3, 3))
+    g = granulated(rows_, x, y)
+    assert set(g["axes"]) == {"method"}                      # interval is not a second axis
+    assert g["axes"]["method"] == {"psi": 1.0, "groups": 1}
+    assert g["overall"] == 1.0
+    assert kendall(x, y)[0] < 1                             # the noise is real
 
 
 def _result(method, seed, sha, **sections):

@@ -24,9 +24,6 @@ from ..robustness.published import corruption_errors, normalised
 from . import figures as F, style as Sty, tables as T
 from .study_figures import tau_figure
 
-AXIS_NAMES = ("method", "interval", "seed", "network", "dataset")
-
-
 def _study():
     """The study modules (imported late: they read result files through this package)."""
     from ..study import measures, study
@@ -45,7 +42,8 @@ def tau_frame(results: Sequence[Result], settings=None) -> tuple[pd.DataFrame, l
 
 def taus_frame(taus: Sequence[Mapping]) -> pd.DataFrame:
     """The ``taus`` entries of a study (:func:`flatkd.study.run_study`) as one numeric row per
-    measure: tau/ci/p with the gap and test accuracy, ψ per axis, Ψ, verdict."""
+    measure: tau/ci/p with the gap and test accuracy, ψ per varied axis (``psi_<axis>``; a
+    measure whose networks do not vary an axis has None there), Ψ, verdict."""
     rows = []
     for t in taus:
         row = {"measure": t["measure"], "family": t["family"], "n": t["n"]}
@@ -53,9 +51,8 @@ def taus_frame(taus: Sequence[Mapping]) -> pd.DataFrame:
             row[f"tau_{target}"] = t[target]["tau"]
             row[f"ci_low_{target}"], row[f"ci_high_{target}"] = t[target]["ci"]
             row[f"p_{target}"] = t[target]["p_value"]
-        for axis in AXIS_NAMES:
-            a = t["granulated"]["axes"].get(axis)
-            row[f"psi_{axis}"] = a["psi"] if a else None
+        for axis, a in t["granulated"]["axes"].items():
+            row[f"psi_{axis}"] = a["psi"]
         row["psi_overall"] = t["granulated"]["overall"]
         row["verdict"] = t["verdict"]
         rows.append(row)
@@ -81,10 +78,9 @@ def tau_display(df: pd.DataFrame, confidence: float) -> pd.DataFrame:
         df["tau_gap"], df["ci_low_gap"], df["ci_high_gap"])]
     out[f"τ with test acc. [{pct} CI]"] = [_interval(*v) for v in zip(
         df["tau_test_accuracy"], df["ci_low_test_accuracy"], df["ci_high_test_accuracy"])]
-    for axis in AXIS_NAMES:
-        if f"psi_{axis}" in df:
-            out[f"ψ {axis}"] = [("—" if v is None or math.isnan(v) else f"{v:+.2f}")
-                                for v in df[f"psi_{axis}"]]
+    for col in [c for c in df if c.startswith("psi_") and c != "psi_overall"]:
+        out[f"ψ {col[4:]}"] = [("—" if v is None or math.isnan(v) else f"{v:+.2f}")
+                               for v in df[col]]
     if "psi_overall" in df:
         out["Ψ"] = ["—" if v is None or math.isnan(v) else f"{v:+.2f}" for v in df["psi_overall"]]
     out["verdict (gap)"] = df["verdict"]

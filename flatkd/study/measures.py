@@ -136,8 +136,9 @@ def source_rank(source: str) -> int:
 
 
 def rows(merged: Iterable[Mapping]) -> list[dict]:
-    """The study table: one row per network with identity columns, ``targets`` {name: value},
-    ``target_sources`` and ``measures`` {name: value}."""
+    """The study table: one row per network with identity columns, ``hyperparameters``
+    {config key: value} (as its result recorded them; empty for older results), ``targets``
+    {name: value}, ``target_sources`` and ``measures`` {name: value}."""
     out = []
     for e in merged:
         r: Result = e["result"]
@@ -154,6 +155,7 @@ def rows(merged: Iterable[Mapping]) -> list[dict]:
         out.append({"dataset": ck["dataset"], "network": base_network(ck["arch"]),
                     "method": ck["method"], "interval": r.interval, "model": r.model,
                     "seed": r.seed, "label": r.key.label, "sha256": ck.get("sha256"),
+                    "hyperparameters": dict(ck.get("hyperparameters") or {}),
                     "files": e["files"], "targets": targets, "target_sources": sources,
                     "measures": measures})
     return out

@@ -96,7 +96,7 @@ def measure_taus(table: Sequence[Mapping], settings: StudySettings) -> list[dict
                 entry["granulated"] = {
                     "axes": {a: {"psi": _clean(v["psi"]), "groups": v["groups"]}
                              for a, v in g["axes"].items()},
-                    "overall": _clean(g["overall"])}
+                    "overall": _clean(g["overall"]), "configurations": g["configurations"]}
                 entry["verdict"] = verdict(tau, ci, len(used))
         entry["n"] = entry["gap"]["n"]
         if entry["n"] >= 2 or entry["test_accuracy"]["n"] >= 2:

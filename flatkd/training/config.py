@@ -20,6 +20,13 @@ from .method_config import (ATConfig, BANConfig, CTKDConfig, DKDConfig, DLBConfi
 
 FLOAT32_MAX = 3.4028234663852886e38     # the optimizers scale float32 tensors by lr
 
+#: Training settings a measure-vs-generalization study varies as hyper-parameter types (Jiang et
+#: al. 2020 §4: learning rate, batch size, weight decay, training length, training-set size;
+#: and the teacher's width): every result records their resolved values
+#: (``checkpoint.hyperparameters``) and the granulated τ treats each that varies as one axis.
+STUDY_HYPERPARAMETERS = ("optim.lr", "batch_size", "optim.weight_decay", "epochs",
+                         "train_fraction", "teacher_width")
+
 
 @dataclass
 class OptimConfig:
