@@ -5,7 +5,7 @@ from importlib import resources
 import pytest
 import torch
 
-from flatkd import checkpoint, models
+from flatkd import checkpoint, load_checkpoint, models
 from flatkd.errors import CheckpointError, FlatkdError
 from flatkd.training import Trainer, resolve
 
@@ -118,6 +118,25 @@ def test_constant_ahead_teacher_is_always_k_steps_ahead(tmp_path, leftover, stud
     if leftover == "distil":                                     # the lead shrinks to 1
         assert [c[1] for c in checks[8 - k:]] == [1, 0]
     assert t.method.replay_steps == []
+
+
+def test_constant_ahead_student_takes_online_kds_batches_and_budget_by_default(tmp_path):
+    """The teacher's head start is inside the run: by default the student also takes the last
+    k batches (against the final teacher), so its budget and batches are online KD's."""
+    seen = {"online": [], "constant-ahead": []}
+
+    def hook(name):
+        return lambda tr, u, x, y: seen[name].append((u.spec.indices, u.spec.seed)) \
+            if u.optimizer == "student" else None            # the samples and their augmentation
+
+    paths = {}
+    for name, interval in (("online", None), ("constant-ahead", 0.5)):
+        t = trainer(tmp_path, name, name, interval=interval, on_update=hook(name))
+        assert t.cfg.spaced.leftover == ("distil" if name == "constant-ahead" else "drop")
+        paths[name] = t.run()
+    steps = {n: load_checkpoint(p).raw["metrics"][-1]["student_steps"] for n, p in paths.items()}
+    assert steps == {"online": 8, "constant-ahead": 8}
+    assert seen["constant-ahead"] == seen["online"] and len(seen["online"]) == 8
 
 
 def test_constant_ahead_at_zero_interval_is_online_kd_bit_for_bit(tmp_path):

@@ -13,6 +13,7 @@ from .. import config as cfgmod
 from .. import models
 from ..errors import FlatkdError, warn
 from .config import TrainConfig
+from .methods import METHODS
 
 
 def preset_names() -> list[str]:
@@ -22,7 +23,8 @@ def preset_names() -> list[str]:
 
 def resolve(method: str, arch: str | None, dataset: str | None, *, config_file: str | None = None,
             overrides: dict | None = None, **cli) -> TrainConfig:
-    """defaults → dataset preset → the architecture's recipe preset (``presets/recipes/``, e.g.
+    """defaults (the dataclasses', then the method's ``config_defaults``) → dataset preset →
+    the architecture's recipe preset (``presets/recipes/``, e.g.
     the paper's ViT recipe) → YAML file → CLI flags (non-None) → ``--set`` overrides.
 
     ``arch`` / ``dataset`` None: taken from the YAML file (the paper presets set both)."""
@@ -33,6 +35,8 @@ def resolve(method: str, arch: str | None, dataset: str | None, *, config_file: 
         raise FlatkdError("name the architecture and the dataset (--arch, --dataset) or use a "
                           "--config file that sets arch and dataset")
     cfg = TrainConfig(method=method, arch=arch, dataset=dataset)
+    if method in METHODS.names():                 # an unknown name is refused by validate()
+        cfgmod.apply_overrides(cfg, METHODS.get(method).config_defaults)
     applied = []
     if dataset in preset_names():
         text = resources.files("flatkd.presets").joinpath(f"{dataset}.yaml").read_text()

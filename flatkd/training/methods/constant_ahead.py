@@ -23,11 +23,16 @@ class ConstantAheadKD(SpacedOnlineKD):
       exactly student steps + k steps — spaced KD's teacher is ⌈t/s⌉·s ≥ t steps ahead and
       frozen over each interval; this one is ahead by a constant and never frozen.
     * The last k batches: the teacher has finished, the student is k behind. With
-      ``spaced.leftover=drop`` (default) the student never takes them (it takes
-      total − k steps, as spaced-online drops its last partial interval); with ``distil`` it
-      takes them against the final teacher (the lead shrinks from k to 1).
+      ``spaced.leftover=distil`` (this method's default) it takes them against the final
+      teacher (the lead shrinks from k to 1), so its student takes every batch of the stream —
+      as many optimizer steps, on the same batches, as online KD's and spaced-online's
+      students; the teacher's head start is counted inside the run's budget (the teacher
+      also takes one step per batch, the first k before the student's first). With ``drop`` the
+      student never takes them (total − k steps, an unequal budget the report flags).
     * s = 0 is online KD (the same updates, bit for bit).
     """
+
+    config_defaults = {"spaced.leftover": "distil"}
 
     def schedule(self, spec: BatchSpec) -> list[Update]:
         if self.interval_steps == 0:
