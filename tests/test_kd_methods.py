@@ -270,6 +270,65 @@ def test_spaced_tsb_peers_run_ahead_and_student_replays_against_frozen_peers(tmp
     assert t.opt_steps == {"student": 8, "peer0": 8, "peer1": 8}
 
 
+def test_spaced_tsb_counts_each_visit_once(tmp_path):
+    """The replay target of B_t folds the frozen peers' predictions into the accumulator as it
+    stood *before* the advance step visited B_t (written out here from the hook's own copies):
+    q = mean_k (β·A_k + (1 − β)·p_k) / (1 − β^{n+1})."""
+    import copy
+    beta, T, peers = 0.6, 3.0, ("peer0", "peer1")
+    before, expected, got = {}, {}, []
+
+    def hook(t, u, x, y):
+        idx = list(u.spec.indices)
+        if u.role == "peer0":                              # before the group's visit is written
+            m = t.method
+            before[u.spec.step] = (m.acc.get(idx), m.count.get(idx)) if m.acc is not None \
+                else (torch.zeros(2, len(idx), 10), torch.zeros(len(idx), dtype=torch.float64))
+        if u.role == "replay":
+            a, n = before[u.spec.step]
+            with torch.no_grad():                          # copies: train-mode BN is not disturbed
+                p = torch.stack([F.softmax(copy.deepcopy(t.method.nets.modules[k]).train()(x) / T, 1)
+                                 for k in peers])
+            expected[u.spec.step] = ((beta * a + (1 - beta) * p)
+                                     / (1 - beta ** (n + 1)).to(a.dtype)[:, None]).mean(0)
+
+    t = trainer(tmp_path, "spaced-tsb", interval=0.5, on_update=hook, epochs=2,
+                **{"tsb.beta": beta, "kd.temperature": T})
+    inner = t.method.replay_target
+    t.method.replay_target = lambda x: got.append((t.method.update.spec.step, inner(x))) \
+        or got[-1][1]
+    t.run()
+    assert [s for s, _ in got] == list(range(1, 9))
+    for step, q in got:
+        assert torch.allclose(q, expected[step], atol=1e-6), step
+    assert t.method.prior == {}                             # nothing kept past its replay
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_spaced_tsb_resumes_mid_interval_bit_exactly(tmp_path):
+    """4 steps per epoch, s = 0.75 epochs (3 steps): the run is stopped in epoch 2; its epoch-1
+    checkpoint falls inside the second interval, with batch 4's accumulator-before-visit
+    pending, and the resumed run ends where the uninterrupted one does."""
+    full = trainer(tmp_path, "spaced-tsb", "full", interval=0.75, epochs=2)
+    full.run()
+
+    def stop(t, u, x, y):
+        if u.spec.step == 7:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        trainer(tmp_path, "spaced-tsb", "part", interval=0.75, epochs=2, on_update=stop).run()
+    cfg = resolve("spaced-tsb", "resnet8", "digits", interval=0.75,
+                  overrides={**TINY, "epochs": 2})
+    resumed = Trainer(cfg, tmp_path / "part", resume=True, progress=False)
+    assert sorted(resumed.method.prior) == [4]
+    resumed.run()
+    assert same(weights(full), weights(resumed))
+
+
 # ================================================================ SHAKE
 def test_shake_values():
     assert logit_norm(T1).tolist()[0] == pytest.approx([-3.847536, 0.0, 3.847536], abs=2e-6)

@@ -259,7 +259,9 @@ class TSB(Method):
         probs = torch.stack([F.softmax(z.detach() / T, 1) for z in logits.values()])
         self._buffers(probs.shape[-1], probs.device)
         idx = list(spec.indices)
-        acc, n = accumulate(self.acc.get(idx), self.count.get(idx), probs, beta)
+        prior = self.acc.get(idx), self.count.get(idx)
+        self.visited(spec, *prior)
+        acc, n = accumulate(*prior, probs, beta)
         self.acc.set(idx, acc)
         self.count.set(idx, n)
         folded = fold(acc, n, beta)
@@ -267,6 +269,10 @@ class TSB(Method):
         self._target = {p: integrate(folded, k if others else None) for k, p in enumerate(self.peers)}
         self._target["student"] = integrate(folded)
         self._spec, self._logits = spec, logits
+
+    def visited(self, spec: BatchSpec, acc: torch.Tensor, count: torch.Tensor) -> None:
+        """Called with the accumulator of ``spec``'s samples as it was before the peer group's
+        visit is written ([peers, N, C], [N]); online TSB needs nothing of it."""
 
     def _objective(self, z, y, q):
         kd = self.cfg.kd
@@ -334,26 +340,53 @@ class TSB(Method):
 class SpacedTSB(SpacedSchedule, TSB):
     """Spaced TSB ("w/ Ours", Table 4): the peer group (with its accumulator) trains ``s``
     steps ahead on B_t … B_{t+s−1}; then, frozen at φ_{t+s}, it teaches the student on exactly
-    those batches. The replay target folds the frozen peers' current predictions into the
-    accumulator without writing them (frozen peers do not learn): q = mean_k (β·A_k + (1 − β)·p_k)
-    / (1 − β^{n+1}); BatchNorm of the frozen peers follows ``spaced.teacher_bn``. s = 0 is tsb.
+    those batches. Each visit of a sample is counted once: online TSB's student target for B_t
+    folds the peers' current predictions into the accumulator A_prev as it stood before B_t's
+    visit; the replay target folds the *frozen* peers' predictions p into that same A_prev
+    (kept from the advance step until the replay): q = mean_k (β·A_prev,k + (1 − β)·p_k) /
+    (1 − β^{n_prev+1}). (Folding p into the accumulator after the advance step had written
+    B_t's visit counted the interval twice.) BatchNorm of the frozen peers follows
+    ``spaced.teacher_bn``. s = 0 is tsb.
     """
 
     default_interval = 1.5
     replay = ("student", "replay")
 
+    def __init__(self, cfg, nets, interval_steps):
+        super().__init__(cfg, nets, interval_steps)
+        self.prior: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # step → (A, n) before
+
     def advance_updates(self, spec: BatchSpec) -> list[Update]:
         return self.peer_updates(spec)
+
+    def visited(self, spec: BatchSpec, acc: torch.Tensor, count: torch.Tensor) -> None:
+        if self.interval_steps and self.spacing_on(spec):     # a batch the student will replay
+            self.prior[spec.step] = (acc, count)
+
+    def finish(self) -> list[Update]:
+        updates = super().finish()
+        if not updates:                                # the leftover was dropped: no replay
+            self.prior.clear()
+        return updates
 
     def replay_target(self, x) -> torch.Tensor:
         T, beta = self.cfg.kd.temperature, self.cfg.tsb.beta
         bn = self.cfg.spaced.teacher_bn
         probs = torch.stack([F.softmax(frozen_forward(self.nets.modules[p], x, bn) / T, 1)
                              for p in self.peers])
-        idx = list(self.update.spec.indices)
-        self._buffers(probs.shape[-1], probs.device)
-        acc, n = accumulate(self.acc.get(idx), self.count.get(idx), probs, beta)
+        acc, n = accumulate(*self.prior.pop(self.update.spec.step), probs, beta)
         return integrate(fold(acc, n, beta))
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "accumulator_before_visit": {
+            str(step): [a.detach().cpu().clone(), n.detach().cpu().clone()]
+            for step, (a, n) in self.prior.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        device = next(self.nets.modules["student"].parameters()).device
+        self.prior = {int(step): (torch.as_tensor(a).to(device), torch.as_tensor(n).to(device))
+                      for step, (a, n) in state.get("accumulator_before_visit", {}).items()}
 
     def options(self) -> dict:
         return {**super().options(), "teacher_bn_during_replay": self.cfg.spaced.teacher_bn}
