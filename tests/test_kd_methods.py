@@ -342,6 +342,17 @@ def test_shake_values():
     assert val(t["student"] + t["shadow"]) == pytest.approx(52.006065, abs=1e-4)
 
 
+def test_shake_parts_have_disjoint_gradients_like_the_official_loop():
+    """Each shadow ↔ student KL detaches its target (lliai/SHAKE helper/loops.py): the student
+    part reaches no shadow logit and the shadow part no student logit."""
+    z_s, z_h = S1.clone().requires_grad_(), torch.tensor([[1.0, 3.0, 2.0]], requires_grad=True)
+    t = shake_losses(z_s, T1, z_h, torch.tensor([2]), T=4.0, gamma=1.0, alpha=0.0, beta=1.0)
+    g_s, g_h = torch.autograd.grad(t["student"], (z_s, z_h), allow_unused=True)
+    assert g_h is None and g_s.abs().sum() > 0
+    g_s, g_h = torch.autograd.grad(t["shadow"], (z_s, z_h), allow_unused=True)
+    assert g_s is None and g_h.abs().sum() > 0
+
+
 def test_shake_pretrains_its_teacher_then_freezes_it(tmp_path):
     snaps = []
 

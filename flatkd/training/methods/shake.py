@@ -12,7 +12,11 @@ replaced by π·(z − mean)/sqrt(var + 1e-7) (population variance, ``shake.logi
 student part  γ·CE(z_s) + α·KD_T(z_s ← z_t) + β·KD_T(z_s ← z_h),
 shadow part   β·[KD_T(z_h ← z_s) + CE(z_h) + MSE(z_h, z_t)],
 KD_T(a ← b) = T²·KL(softmax(b/T) ‖ softmax(a/T)) (batch mean, b constant); the two parts have
-disjoint gradients, so one joint step (SHAKE's code) equals one step of each.
+disjoint gradients, so one joint step (SHAKE's code) equals one step of each. Both shadow ↔
+student terms detach their target as SHAKE's official training loop does
+(``criterion_div(pred_feat_s, logit_s.detach()) + criterion_div(logit_s, pred_feat_s.detach())``
+in ``shake/helper/loops.py`` of lliai/SHAKE), although the RepDistiller ``DistillKL`` it calls
+does not detach by itself.
 """
 from __future__ import annotations
 
