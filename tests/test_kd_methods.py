@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from flatkd import load_checkpoint
 from flatkd.errors import FlatkdError
 from flatkd.training import Trainer, resolve
-from flatkd.training.addons import (CurriculumSoft, StandardisedSoft, ctkd_lambda, ctkd_temperature,
-                                    lskd_kl, zscore)
+from flatkd.training.addons import (CurriculumSoft, StandardisedSoft, ctkd_lambda, ctkd_ramp_epochs,
+                                    ctkd_temperature, lskd_kl, zscore)
 from flatkd.training.batches import BatchSpec
 from flatkd.training.losses import distillation_objective, kd_kl
 from flatkd.training.methods import METHODS, Update
@@ -122,7 +122,23 @@ def test_ctkd_temperature_trains_with_the_student_and_ascends_the_kd_loss(tmp_pa
     total = soft(s, teacher_logits, 3.0)
     total.backward()
     assert math.copysign(1, theta.grad.item()) == -math.copysign(1, true_grad.item())
-    assert t.method.options()["addon"] == "ctkd" and t.method.options()["ctkd"]["lambda_epochs"] == 10
+    opts = t.method.options()
+    assert opts["addon"] == "ctkd" and opts["ctkd"]["lambda_epochs"] is None
+    assert opts["ctkd"]["lambda_fraction"] == pytest.approx(1 / 24)
+    assert opts["ctkd_ramp_epochs"] == pytest.approx(t.cfg.epochs / 24)     # the resolved length
+
+
+def test_ctkd_ramp_is_a_fraction_of_the_run_unless_given_in_epochs(tmp_path):
+    """CTKD's 10 of 240 epochs: 5 of a 120-epoch run, 0.5 of a 12-epoch one (λ = 1 from epoch
+    1 on the per-epoch clock); lambda_epochs overrides the fraction."""
+    def ramp(**over):
+        return ctkd_ramp_epochs(resolve("online+ctkd", "resnet8", "digits", overrides=over))
+    assert ramp(epochs=240) == pytest.approx(10) and ramp(epochs=120) == pytest.approx(5)
+    assert ramp(epochs=12) == pytest.approx(0.5) and ctkd_lambda(1, ramp=0.5) == 1.0
+    assert ramp(epochs=12, **{"ctkd.lambda_epochs": 10}) == 10
+    assert ctkd_lambda(5, ramp=ramp(epochs=240)) == pytest.approx(0.5)
+    with pytest.raises(FlatkdError, match="lambda_fraction"):
+        trainer(tmp_path, "online+ctkd", **{"ctkd.lambda_fraction": -0.1})
 
 
 def test_spaced_ctkd_moves_the_temperature_only_on_student_replays(tmp_path):
@@ -139,7 +155,8 @@ def test_spaced_ctkd_moves_the_temperature_only_on_student_replays(tmp_path):
         if role == "teacher":
             assert before == after
     assert any(r == "replay" and b != a for (r, b), (_, a) in zip(seen, seen[1:]))
-    assert "ctkd_temperature" in t.metrics[-1] and t.metrics[-1]["ctkd_lambda"] == pytest.approx(ctkd_lambda(2))
+    assert "ctkd_temperature" in t.metrics[-1] and t.metrics[-1]["ctkd_lambda"] == pytest.approx(
+        ctkd_lambda(2, ramp=ctkd_ramp_epochs(t.cfg)))
 
 
 # ================================================================ add-on registration

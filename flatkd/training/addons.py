@@ -12,7 +12,8 @@ Pure functions (shapes: logits [N, C]):
 
 * :func:`zscore` — LSKD's per-sample standardisation.
 * :func:`lskd_kl` — τ²·KL(softmax(Z(t)/τ) ‖ softmax(Z(s)/τ)), batch mean.
-* :func:`grad_reverse`, :func:`ctkd_lambda`, :func:`ctkd_temperature` — CTKD's temperature.
+* :func:`grad_reverse`, :func:`ctkd_ramp_epochs`, :func:`ctkd_lambda`, :func:`ctkd_temperature` —
+  CTKD's temperature.
 """
 from __future__ import annotations
 
@@ -84,7 +85,16 @@ def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
     return _GradReverse.apply(x, -float(lam))
 
 
-def ctkd_lambda(epoch: int, lam_min: float = 0.0, lam_max: float = 1.0, ramp: int = 10) -> float:
+def ctkd_ramp_epochs(cfg) -> float:
+    """Length in epochs of CTKD's λ ramp for run config ``cfg``: ``ctkd.lambda_epochs`` when
+    set, else ``ctkd.lambda_fraction`` × ``epochs`` (the same share of the run as CTKD's 10 of
+    240 epochs)."""
+    c = cfg.ctkd
+    return float(c.lambda_epochs if c.lambda_epochs is not None else c.lambda_fraction * cfg.epochs)
+
+
+def ctkd_lambda(epoch: int, lam_min: float = 0.0, lam_max: float = 1.0,
+                ramp: float = 10) -> float:
     """CTKD's cosine curriculum: λ(e) = λ_max − ½·(cos(π·min(e, L)/L) + 1)·(λ_max − λ_min),
     e the 1-based epoch, L = ``ramp`` epochs. CTKD's code writes v = −λ: v(1) = −0.024472,
     v(5) = −0.5, v(e ≥ 10) = −1 for the defaults."""
@@ -115,12 +125,13 @@ class CurriculumSoft:
     host's T is ignored; the gradient reaches θ through the softmax and the T² factor)."""
 
     def __init__(self, inner: SoftLoss, module: GlobalTemperature, epoch: Callable[[], int],
-                 cfg, weights: tuple | None):
+                 cfg, weights: tuple | None, ramp: float):
         self.inner, self.module, self.epoch, self.c, self.weights = inner, module, epoch, cfg, weights
+        self.ramp = ramp                # epochs of the λ ramp (:func:`ctkd_ramp_epochs`)
 
     def lam(self) -> float:
         c = self.c
-        return ctkd_lambda(self.epoch(), c.lambda_min, c.lambda_max, c.lambda_epochs)
+        return ctkd_lambda(self.epoch(), c.lambda_min, c.lambda_max, self.ramp)
 
     def tau(self) -> torch.Tensor:
         return ctkd_temperature(self.module.theta, self.lam(), self.c.t_min, self.c.t_range)
@@ -170,11 +181,14 @@ def _attach_lskd(method) -> None:
 
 def _attach_ctkd(method) -> None:
     c = method.cfg.ctkd
-    for key in ("init", "t_min", "t_range", "lambda_min", "lambda_max"):
+    for key in ("init", "t_min", "t_range", "lambda_min", "lambda_max", "lambda_fraction"):
         if not math.isfinite(getattr(c, key)):
             raise FlatkdError(f"ctkd.{key} must be finite, got {getattr(c, key)}")
-    if c.t_min <= 0 or c.t_range <= 0 or c.lambda_epochs < 0:
-        raise FlatkdError("ctkd.t_min and ctkd.t_range must be > 0 and ctkd.lambda_epochs ≥ 0")
+    ramp = ctkd_ramp_epochs(method.cfg)
+    if c.t_min <= 0 or c.t_range <= 0 or not (math.isfinite(ramp) and ramp >= 0) \
+            or c.lambda_fraction < 0:
+        raise FlatkdError("ctkd.t_min and ctkd.t_range must be > 0, ctkd.lambda_fraction and "
+                          f"ctkd.lambda_epochs ≥ 0 (got {c.lambda_fraction}, {c.lambda_epochs})")
     nets = method.nets
     owner = next((o for o, mods in nets.optimizers.items() if "student" in mods), None)
     if owner is None:
@@ -185,7 +199,7 @@ def _attach_ctkd(method) -> None:
     nets.modules["temperature"] = module
     nets.optimizers[owner] = [*nets.optimizers[owner], "temperature"]
     method.soft = CurriculumSoft(method.soft, module, method.addon_epoch, c,
-                                 _check_weights(method, "ctkd", c))
+                                 _check_weights(method, "ctkd", c), ramp)
 
 
 ADDONS: Registry[Addon] = Registry("loss add-on")
@@ -233,7 +247,8 @@ class AddonMethod:
     def options(self) -> dict:
         from ..config import to_plain
         c = getattr(self.cfg, ADDONS.get(self.addon).section)
-        return {**super().options(), "addon": self.addon, self.addon: to_plain(c),
+        ramp = {"ctkd_ramp_epochs": self.soft.ramp} if isinstance(self.soft, CurriculumSoft) else {}
+        return {**super().options(), "addon": self.addon, self.addon: to_plain(c), **ramp,
                 "addon_weights": list(self.soft.weights) if self.soft.weights else "host"}
 
 

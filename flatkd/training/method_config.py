@@ -36,8 +36,13 @@ class CTKDConfig:
     t_min: lower end of the temperature range (default 1).
     t_range: width of the temperature range (default 20: τ ∈ (1, 21)).
     lambda_min: reversal strength λ at epoch 0 (default 0).
-    lambda_max: λ reached after lambda_epochs and kept (default 1).
-    lambda_epochs: epochs of the cosine ramp (default 10).
+    lambda_max: λ reached at the end of the ramp and kept (default 1).
+    lambda_fraction: length of the cosine ramp as a fraction of the run's epochs (default 1/24:
+        CTKD's 10 of 240 epochs); used unless lambda_epochs is set. The resolved length is
+        recorded in the run's options (ctkd_ramp_epochs); on λ's per-epoch clock a ramp
+        shorter than one epoch reaches lambda_max at epoch 1.
+    lambda_epochs: the ramp's length in epochs, overriding lambda_fraction (the paper presets
+        set CTKD's 10); unset: lambda_fraction × epochs.
     clock: which epoch indexes λ: batch (the epoch of the batch being learned — in spaced KD
         the student's own progress) or stream (the epoch the data stream is in when the update
         runs — in spaced KD up to one interval ahead of the student).
@@ -49,7 +54,8 @@ class CTKDConfig:
     t_range: float = 20.0
     lambda_min: float = 0.0
     lambda_max: float = 1.0
-    lambda_epochs: int = 10
+    lambda_fraction: float = 10 / 240
+    lambda_epochs: Optional[float] = None
     clock: Literal["batch", "stream"] = "batch"
     ce_weight: Optional[float] = None
     kd_weight: Optional[float] = None
