@@ -35,15 +35,16 @@ METHOD_ORDER = ("baseline", "offline", "online", "constant-ahead", "spaced-onlin
 
 #: spacing as a plug-in (paper Table 4, App. A.3): each method inside online KD ("w/ KD") and
 #: inside spaced KD ("w/ Ours"); w/o KD is the baseline, or for DLB / PS-KD the self-distilled
-#: network alone. Loss add-ons are named HOST+ADDON (online+lskd).
+#: network alone. Loss add-ons are named HOST+ADDON (online+lskd). BAN and TAKD pair their
+#: spaced cascade with the online cascade (its s = 0 limit), not with the sequential method.
 _PLUGINS = {
     "lskd": ("baseline", "online+lskd", "spaced-online+lskd"),
     "ctkd": ("baseline", "online+ctkd", "spaced-online+ctkd"),
     "tsb": ("baseline", "tsb", "spaced-tsb"),
     "dml": ("baseline", "dml", "spaced-dml"),
     "shake": ("baseline", "shake", "spaced-shake"),
-    "ban": ("baseline", "ban", "spaced-ban"),
-    "takd": ("baseline", "takd", "spaced-takd"),
+    "ban": ("baseline", "online-ban", "spaced-ban"),
+    "takd": ("baseline", "online-takd", "spaced-takd"),
     "dlb": ("dlb", "online-dlb", "spaced-dlb"),
     "pskd": ("pskd", "online-pskd", "spaced-pskd"),
 }
@@ -52,7 +53,7 @@ COUNTERPART |= {spaced: plain for _, plain, spaced in _PLUGINS.values()}
 COUNTERPART |= {"spaced-self+lskd": "self+lskd", "spaced-self+ctkd": "self+ctkd"}
 METHOD_ORDER += tuple(m for fam in _PLUGINS.values() for m in fam
                       if m != "baseline") + ("self+lskd", "spaced-self+lskd", "self+ctkd",
-                                             "spaced-self+ctkd")
+                                             "spaced-self+ctkd", "ban", "takd")
 
 
 @dataclass(frozen=True, order=True)

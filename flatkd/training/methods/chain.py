@@ -5,6 +5,11 @@ each as the original sequential method and as a spaced cascade.
   ``epochs`` epochs (fresh shuffles, the learning-rate schedule restarted) against the frozen
   network k − 1 (eval mode, no gradient); stage 0 trains on cross-entropy. The loop keeps each
   finished stage's checkpoint (``stage-<k>.pt``) and resumes inside any stage.
+* ``online-ban`` / ``online-takd`` — the online cascade: on every batch network 0 steps on
+  cross-entropy, then each network k steps against network k − 1's pre-update outputs. It is
+  the spaced cascade at s = 0 (bit for bit) and so its counterpart in the report ("w/ KD"):
+  the sequential method is not a limit of the cascade, and pairing the two would mix
+  "sequential → concurrent" with spacing.
 * ``spaced-ban`` / ``spaced-takd`` — flatkd's reading of A.3 ("delay the students' supervised
   learning and distillation by a space interval of 1.5 epochs"; with a converged teacher a
   delay would change nothing): one run in which network 0 trains ``s`` steps ahead on
@@ -245,6 +250,12 @@ class BAN(BANFamily, SequentialChain):
     generation k on [CE +] T²·KL toward the frozen generation k − 1 (``ban.*``)."""
 
 
+@METHODS.register("online-ban")
+class OnlineBAN(BANFamily, CascadeChain):
+    """Born-again networks as an online cascade: every generation steps on each batch against
+    its predecessor's pre-update outputs (spaced-ban at s = 0)."""
+
+
 @METHODS.register("spaced-ban")
 class SpacedBAN(BANFamily, SpacedCascade):
     """Spaced born-again networks: the generations as a spaced cascade (flatkd's reading; see
@@ -275,6 +286,13 @@ class TAKDFamily:
 class TAKD(TAKDFamily, SequentialChain):
     """Teacher-assistant KD: teacher, then assistant, then student, each trained in turn
     against the frozen previous one."""
+
+
+@METHODS.register("online-takd")
+class OnlineTAKD(TAKDFamily, CascadeChain):
+    """Teacher-assistant KD as an online cascade: teacher, assistant and student each step on
+    every batch, the latter two against their predecessor's pre-update outputs (spaced-takd at
+    s = 0)."""
 
 
 @METHODS.register("spaced-takd")
