@@ -52,8 +52,9 @@ cells=(
   "6 6 0.6 kd skd42"
   "7 6 0.8 kd skd42"
   "2 9 1 kd skd42 skd40"
-  "3 12 1 kd skd42 skd40"
 )
+# (cell 3, 12 epochs, was listed but never run; it is left out so that this script regenerates
+# exactly the shipped results)
 for cell in "${cells[@]}"; do
   read -r id e f schemes <<<"$cell"
   [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $id "* ]] || continue
