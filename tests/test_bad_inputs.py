@@ -375,6 +375,7 @@ def test_a_closed_pipe_ends_the_output_quietly():
     ("nan_partner", "network 'student' has non-finite weights (fc.weight holds NaN or Inf); "
                     "refusing to measure a path to it"),
     ("huge_sigma", "perturbation.sigmas: 1e+30 is above 10"),
+    ("huge_rho", "sharpness.rho must lie in (0, 1], got 1e+30"),
 ])
 def test_inputs_of_later_suites_are_checked_before_the_first_runs(case, expect, digits_checkpoint,
                                                                   tmp_path, capsys, monkeypatch):
@@ -390,7 +391,8 @@ def test_inputs_of_later_suites_are_checked_before_the_first_runs(case, expect, 
                           "--set", f"robustness.published_dir={tmp_path / 'pub'}"],
             "missing_partner": ["--suite", "all", "--set", "landscape.path_to=/missing.pt"],
             "nan_partner": ["--suite", "flatness,landscape", "--set", f"landscape.path_to={nan}"],
-            "huge_sigma": ["--suite", "flatness", "--set", "perturbation.sigmas=0,1e30"]}[case]
+            "huge_sigma": ["--suite", "flatness", "--set", "perturbation.sigmas=0,1e30"],
+            "huge_rho": ["--suite", "flatness,sharpness", "--set", "sharpness.rho=1e30"]}[case]
     out = tmp_path / "r.json"
     code, err = run_cli(["eval", "--ckpt", digits_checkpoint, *sets, "--out", out], capsys)
     assert_clean(code, err, expect)

@@ -195,6 +195,9 @@ BAD = [
     ({"slurm": {"slurm_walltime": 10}}, "Unknown argument 'walltime' for executor 'slurm'"),
     ({"slurm": {"timeout_min": "long"}}, "timeout_min"),
     ({"slurm": {"launcher": "mpi"}}, "slurm.launcher: 'mpi' is not valid; valid choices: local"),
+    ({"slurm": {"slurm_partition": "gpu\n#SBATCH --account=other"}}, "holds a line break"),
+    ({"slurm": {"gpus_per_node": -1}}, "slurm.gpus_per_node must be an integer ≥ 0, got -1"),
+    ({"slurm": {"slurm_array_parallelism": -4}}, "slurm.slurm_array_parallelism must be an integer ≥ 1"),
     ({"blocks": []}, "blocks must be a non-empty list"),
     ({"blocks": [{"methods": ["online"], "eval": {}}]}, "unknown key 'eval' in blocks[0]"),
 ]

@@ -29,6 +29,10 @@ def positive_float(name: str, value, *, allow_zero: bool = False) -> None:
                           f"got {value!r}")
 
 
+#: the largest perturbation radius (sharpness.rho, sharpness.average_rho) a measure accepts
+MAX_RADIUS = 1.0
+
+
 def choice(name: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise FlatkdError(f"{name}: {value!r} is not valid; valid choices: {', '.join(choices)}")
@@ -85,6 +89,14 @@ class SharpnessConfig:
             positive_int(f"sharpness.{name}", getattr(self, name))
         for name in ("rho", "step_size", "average_rho"):
             positive_float(f"sharpness.{name}", getattr(self, name))
+        for name in ("rho", "average_rho"):
+            value = getattr(self, name)
+            if value > MAX_RADIUS:
+                raise FlatkdError(
+                    f"sharpness.{name} must lie in (0, {MAX_RADIUS:g}], got {value!r}: a radius "
+                    f"of {MAX_RADIUS:g} already moves every weight by its own magnitude "
+                    "(adaptive) or by far more than trained weights hold (plain); the "
+                    "perturbed network's outputs are no longer finite")
         choice("sharpness.norm", self.norm, NORMS)
         boolean("sharpness.adaptive", self.adaptive)
         boolean("sharpness.random_start", self.random_start)

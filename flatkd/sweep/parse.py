@@ -376,6 +376,11 @@ def _eval_config_path(config: str, source: str) -> Path:
                 f"{', '.join(names)}")
 
 
+#: count parameters of the slurm executor → their least valid value (submitit takes any int)
+SLURM_COUNTS = {"gpus_per_node": 0, "cpus_per_task": 1, "nodes": 1, "tasks_per_node": 1,
+                "timeout_min": 1, "slurm_array_parallelism": 1}
+
+
 def check_slurm_parameters(params: Mapping[str, Any], source: str) -> None:
     """Check executor parameters the way submitit will (without a cluster): generic names
     (timeout_min, gpus_per_node, cpus_per_task, mem_gb, nodes, tasks_per_node, name, ...) with
@@ -383,6 +388,14 @@ def check_slurm_parameters(params: Mapping[str, Any], source: str) -> None:
     rest = {k: v for k, v in params.items() if k != "launcher"}
     if not rest:
         return
+    for key, value in rest.items():
+        if isinstance(value, str) and any(c in value for c in "\n\r\0"):
+            raise FlatkdError(f"sweep file {source}: slurm.{key}: {value!r} holds a line break "
+                              "or NUL, which would end the #SBATCH line and start another")
+        if key in SLURM_COUNTS and not (isinstance(value, int) and not isinstance(value, bool)
+                                        and value >= SLURM_COUNTS[key]):
+            raise FlatkdError(f"sweep file {source}: slurm.{key} must be an integer ≥ "
+                              f"{SLURM_COUNTS[key]}, got {value!r}")
     import tempfile
 
     import submitit
