@@ -6,6 +6,7 @@ import stat
 import pytest
 import torch
 
+from flatkd import checkpoint
 from flatkd.checkpoint import content_sha256
 from flatkd.cli import main
 from flatkd.io import write_text
@@ -266,6 +267,26 @@ def test_resume_with_changed_settings_is_refused_naming_the_key(tmp_path, capsys
     assert run_cli(cosine, capsys)[0] == 0                          # the digits preset: cosine
     code, err = run_cli(cosine + ["--resume", "--epochs", "2"], capsys)
     assert_clean(code, err, "epochs cannot change under the cosine lr schedule")
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda raw: raw.pop("state"), "holds no training-loop state (state.method, "
+                                   "state.replay_steps, state.optimizer_steps missing"),
+    (lambda raw: raw["state"].pop("optimizer_steps"), "state.optimizer_steps missing"),
+    (lambda raw: raw["models"].pop("teacher"), "network 'teacher' needs an architecture mapping"),
+    (lambda raw: raw["optim"].pop("teacher"), "the checkpoint's optim lack teacher"),
+])
+def test_resume_of_a_checkpoint_without_its_state_is_refused(tmp_path, capsys, edit, expect):
+    out = tmp_path / "run"
+    base = ["train", "--method", "online", *DIGITS, *SMALL, "--out", out, "--quiet"]
+    assert run_cli(base, capsys)[0] == 0
+    raw = torch.load(out / "checkpoint.pt", weights_only=True)
+    edit(raw)
+    checkpoint.save(out / "checkpoint.pt", {k: v for k, v in raw.items() if k != "integrity"})
+    before = (out / "checkpoint.pt").read_bytes()
+    code, err = run_cli(base + ["--resume"], capsys)
+    assert_clean(code, err, expect)
+    assert (out / "checkpoint.pt").read_bytes() == before
 
 
 # ---------------------------------------------------------------- files

@@ -431,6 +431,11 @@ class Trainer:
 
     def _restore(self, raw: dict) -> None:
         check_resumable(self.cfg, raw, self.stages)
+        for kind, names in (("models", self.method.nets.modules), ("optim", self.optimizers)):
+            lacking = sorted(set(names) - set(raw[kind]))
+            if lacking:
+                raise FlatkdError(f"--resume: the checkpoint's {kind} lack {', '.join(lacking)} "
+                                  f"that {self.cfg.method} trains; it cannot be resumed")
         for n, m in self.method.nets.modules.items():
             m.load_state_dict(raw["models"][n])
         for n, o in self.optimizers.items():

@@ -21,6 +21,10 @@ def epochs_fixed_by(saved: dict) -> str | None:
     return None
 
 
+#: the loop state a resumable checkpoint holds (``state``), written by every flatkd train run
+RESUME_STATE_KEYS = ("method", "replay_steps", "optimizer_steps")
+
+
 def check_resumable(cfg: TrainConfig, raw: dict, stages: int) -> None:
     """Raise FlatkdError, naming the key, unless checkpoint ``raw`` can be resumed under
     ``cfg`` (a run of ``stages`` training stages): not an archive, no changed setting outside
@@ -29,6 +33,12 @@ def check_resumable(cfg: TrainConfig, raw: dict, stages: int) -> None:
     if not saved.get("save_optimizer", True) or saved.get("checkpoint_networks", "all") != "all":
         raise FlatkdError("--resume: this checkpoint was saved as an archive (without optimizer "
                           "state or without every network); it cannot be resumed")
+    st = raw.get("state")
+    lacking = [k for k in RESUME_STATE_KEYS if not isinstance(st, dict) or k not in st]
+    if lacking:
+        raise FlatkdError("--resume: this checkpoint holds no training-loop state (state."
+                          f"{', state.'.join(lacking)} missing: it was not written by flatkd "
+                          "train or was edited); it can be evaluated but not resumed")
     now, was = cfgmod.flatten(to_plain(cfg)), cfgmod.flatten(saved)
     for key in sorted(set(now) | set(was)):
         if key not in RESUME_MAY_CHANGE and now.get(key) != was.get(key):
