@@ -159,6 +159,9 @@ def test_teacher_ckpt_is_refused_where_it_would_be_ignored(method, digits_checkp
     (["--method", "pskd", "--set", "pskd.alpha_T=nan"], "pskd.alpha_T must lie in [0, 1], got nan"),
     (["--method", "pskd", "--set", "pskd.alpha_T=2"], "pskd.alpha_T must lie in [0, 1], got 2"),
     (["--method", "pskd", "--set", "pskd.alpha_T=-1"], "pskd.alpha_T must lie in [0, 1], got -1"),
+    (["--set", "spaced.window_epochs=1"], "would be ignored by online; they apply to: spaced-ban"),
+    (["--method", "constant-ahead", "--set", "spaced.window_epochs=1"],
+     "(the critical period) would be ignored by constant-ahead"),
 ])
 def test_bad_training_settings(extra, expect, tmp_path, capsys):
     method = [] if "--method" in extra else ["--method", "online"]

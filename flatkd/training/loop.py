@@ -170,6 +170,12 @@ class Trainer:
         return ds
 
     def _interval(self, method_cls) -> float | None:
+        sp = self.cfg.spaced
+        if not method_cls.critical_period and (sp.start_epoch != 0 or sp.window_epochs is not None):
+            honour = [n for n in METHODS.names() if METHODS.get(n).critical_period]
+            raise FlatkdError(f"spaced.start_epoch / spaced.window_epochs (the critical period) "
+                              f"would be ignored by {self.cfg.method}; they apply to: "
+                              f"{', '.join(honour)}")
         given = self.cfg.spaced.interval
         if method_cls.default_interval is None:
             if given is not None:

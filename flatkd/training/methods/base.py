@@ -49,6 +49,8 @@ class Method(ABC):
     augment_family: ClassVar[str] = "other"     # "self": the dataset's self-KD augmentation default
     official_rotation: ClassVar[bool] = False   # RandomRotation(15) on CIFAR (online-KD pipeline)
     takes_teacher_ckpt: ClassVar[bool] = False  # distils from a pretrained teacher_ckpt
+    #: whether the method honours the critical period (spaced.start_epoch, window_epochs)
+    critical_period: ClassVar[bool] = False
     #: this method's own defaults of shared config keys (dotted key → value), applied over the
     #: dataclass defaults and under every preset, file and flag
     config_defaults: ClassVar[dict[str, object]] = {}

@@ -33,6 +33,7 @@ class ConstantAheadKD(SpacedOnlineKD):
     """
 
     config_defaults = {"spaced.leftover": "distil"}
+    critical_period = False          # the teacher is always ahead: no window to open or close
 
     def schedule(self, spec: BatchSpec) -> list[Update]:
         if self.interval_steps == 0:

@@ -22,6 +22,7 @@ class SpacedSchedule:
 
     advance: tuple[str, str]
     replay: tuple[str, str]
+    critical_period = True
 
     def __init__(self, cfg, nets, interval_steps):
         super().__init__(cfg, nets, interval_steps)
