@@ -14,10 +14,8 @@ import textwrap
 from typing import Sequence
 
 from . import config as cfgmod
-from .errors import FlatkdError, did_you_mean, one_line
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from .errors import (EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, FlatkdError, did_you_mean,
+                     report_error)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,6 +121,7 @@ def _train_options(t: argparse.ArgumentParser) -> None:
                         "teacher_ckpt=PATH)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _nproc_option(t)
 
 
 _ABBREVIATIONS = {"al", "App", "Alg", "Eq", "Fig", "Sec", "e.g", "i.e", "vs", "cf"}
@@ -162,6 +161,14 @@ def _eval_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one evaluation key, e.g. hessian.samples=256 (repeatable)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+    _nproc_option(e)
+
+
+def _nproc_option(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--nproc-per-node", dest="launch_nproc", type=int, metavar="N",
+                   help="run in N processes on this machine under torchrun (one per GPU with "
+                        "--device cuda; gloo on CPU) and report like one process: a refused "
+                        "input is one line, exit 2 (default: one process)")
 
 
 def _report_options(r: argparse.ArgumentParser) -> None:
@@ -280,7 +287,7 @@ def _train(a) -> None:
     path = run(a.method, a.arch, a.dataset, a.out, epochs=a.epochs, interval=a.interval, seed=a.seed,
                device=a.device, config_file=a.config, overrides=overrides, resume=a.resume,
                progress=not a.quiet)
-    from .training.distributed import main_process
+    from .errors import main_process
     if not main_process():              # under torchrun only rank 0 reports
         return
     from .checkpoint import load_checkpoint
@@ -292,7 +299,7 @@ def _eval(a) -> None:
     from .evaluator import evaluate
     result = evaluate(a.ckpt, a.suite, model=a.model, overrides=cfgmod.parse_overrides(a.set),
                       config_file=a.config, out=a.out, device=a.device, progress=not a.quiet)
-    from .training.distributed import main_process
+    from .errors import main_process
     if not main_process():              # under torchrun only rank 0 reports
         return
     if a.out:
@@ -361,13 +368,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = _parser(command if command in COMMAND_HELP else None).parse_args(argv)
+        nproc = getattr(args, "launch_nproc", None)
+        if nproc is not None:
+            if nproc < 1:
+                raise FlatkdError(f"{args.command}: --nproc-per-node must be ≥ 1, got {nproc}")
+            if nproc > 1:
+                from .torchrun import launch, strip_option
+                return launch(strip_option(argv, "--nproc-per-node"), nproc)
         COMMANDS[args.command](args)
     except FlatkdError as e:
-        print(f"flatkd: error: {one_line(str(e))}", file=sys.stderr)
+        report_error(str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("flatkd: interrupted; the last checkpoint is kept (continue with --resume)",
-              file=sys.stderr)
+        print(f"flatkd: {INTERRUPTED}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader of stdout went away (``flatkd sweep plan ... | head``): stop quietly, and

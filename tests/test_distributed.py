@@ -258,7 +258,8 @@ def test_two_ranks_resumed_mid_epoch_restore_the_same_state(tmp_path, stop_after
 
 def test_only_rank_0_reports_and_cpu_runs_keep_their_device(monkeypatch):
     """The CLI prints only in rank 0 of a launch; ``place`` moves only distributed CUDA runs."""
-    from flatkd.training.distributed import DistContext, main_process
+    from flatkd.errors import main_process
+    from flatkd.training.distributed import DistContext
     monkeypatch.delenv("RANK", raising=False)
     assert main_process()
     monkeypatch.setenv("RANK", "1")

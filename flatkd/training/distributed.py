@@ -67,12 +67,6 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def main_process() -> bool:
-    """True in a single process and in rank 0 of a launch (from the launcher's ``RANK``): the
-    process that prints and writes."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def setup(device_type: str) -> DistContext:
     """Join the process group of a torchrun launch (``nccl`` for CUDA, ``gloo`` for CPU); a
     single process gets the trivial context."""
