@@ -159,8 +159,10 @@ def _preflight(cfg: EvalConfig, ck: Checkpoint, model: str, names: list[str]) ->
     if "robustness" in names and cfg.robustness.source == "published":
         from .robustness import published as pub
         root = cfg.data_root or ck.config.get("data_root")
-        pub.resolve(cfg.robustness.corruptions,
-                    pub.folder(ck.dataset, root, cfg.robustness.published_dir))
+        folder = pub.folder(ck.dataset, root, cfg.robustness.published_dir)
+        test = datasets.get(ck.dataset, "test", root=root)
+        pub.check(folder, pub.resolve(cfg.robustness.corruptions, folder), test.targets,
+                  test.spec.image_size)
     path_to = cfg.landscape.path_to
     if "landscape" in names and path_to is not None:
         partner = load_checkpoint(path_to)

@@ -423,6 +423,57 @@ def test_inputs_of_later_suites_are_checked_before_the_first_runs(case, expect, 
     assert not out.exists()
 
 
+def _published_folder(root, how):
+    """A published corruption folder for the digits test split (360 images of 32 × 32), with
+    one defect ``how``."""
+    import numpy as np
+    from flatkd import datasets
+    labels = np.asarray(datasets.get("digits", "test").targets)
+    d = root / "pub"
+    d.mkdir()
+    stored = np.tile(labels, 5)
+    stored = {"float_labels": stored.astype(np.float64), "string_labels": stored.astype(str),
+              "other_labels": np.roll(stored, 1)}.get(how, stored)
+    np.save(d / "labels.npy", stored)
+    size = 28 if how == "wrong_size" else 32
+    images = np.zeros((5 * len(labels), size, size, 3), dtype=np.uint8)
+    np.save(d / "brightness.npy", images.astype(np.float32) if how == "float_images" else images)
+    if how == "garbage":
+        (d / "brightness.npy").write_bytes(np.random.default_rng(0).bytes(4096))
+    elif how == "truncated":
+        (d / "brightness.npy").write_bytes((d / "brightness.npy").read_bytes()[:100_000])
+    elif how == "object":
+        np.save(d / "brightness.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    return d
+
+
+@pytest.mark.parametrize("how,expect", [
+    ("garbage", "brightness.npy is not a readable .npy array"),
+    ("truncated", "brightness.npy is not a readable .npy array"),
+    ("object", "brightness.npy is not a readable .npy array"),
+    ("float_images", "brightness.npy is float32 (1800, 32, 32, 3); expected uint8 [1800, 32, 32, 3]"),
+    ("wrong_size", "brightness.npy is uint8 (1800, 28, 28, 3); expected uint8 [1800, 32, 32, 3]"),
+    ("float_labels", "labels.npy is float64 (1800,); expected integer labels [1800]"),
+    ("string_labels", "labels.npy is <U21 (1800,); expected integer labels [1800]"),
+    ("other_labels", "the labels of severity 1 differ from the test split's"),
+])
+def test_published_files_that_cannot_be_the_benchmark_are_refused_before_any_suite(
+        how, expect, digits_checkpoint, tmp_path, capsys, monkeypatch):
+    import flatkd.flatness.suite as flat
+
+    def never(*a, **k):
+        raise AssertionError("the flatness suite ran before the bad input was refused")
+    monkeypatch.setattr(flat, "run_flatness", never)
+    folder = _published_folder(tmp_path, how)
+    out = tmp_path / "r.json"
+    code, err = run_cli(["eval", "--ckpt", digits_checkpoint, "--suite", "flatness,robustness",
+                         "--set", "robustness.source=published", "--set",
+                         f"robustness.published_dir={folder}", "--set",
+                         "robustness.corruptions=brightness", "--out", out], capsys)
+    assert_clean(code, err, expect)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv,expect", [
     (["--resamples", "0"], "resamples must be an integer in [1, 1,000,000], got 0"),
     (["--resamples", "-5"], "got -5"),

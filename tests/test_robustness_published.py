@@ -45,7 +45,7 @@ def test_loader_returns_the_fixture_rows_per_severity(cifar_c):
     n = len(labels)
     assert pub.folder("cifar10", folder.parent) == folder
     assert pub.resolve(["all"], folder) == sorted(CORRUPTIONS)
-    sets = pub.published_sets(folder, [(c, s) for c in CORRUPTIONS for s in (1, 3, 5)], labels)
+    sets = pub.published_sets(folder, [(c, s) for c in CORRUPTIONS for s in (1, 3, 5)], labels, 32)
     for (c, s), got in sets.items():
         assert got.dtype == np.uint8 and got.shape == (n, 32, 32, 3)
         assert np.array_equal(got, arrays[c][(s - 1) * n: s * n])
@@ -56,9 +56,13 @@ def test_loader_refuses_wrong_folders(cifar_c, tmp_path):
     with pytest.raises(FlatkdError, match="present: all, brightness, gaussian_noise"):
         pub.resolve(["fog"], folder)
     with pytest.raises(FlatkdError, match="labels of severity 1 differ"):
-        pub.published_sets(folder, [("brightness", 1)], (labels + 1) % 10)
-    with pytest.raises(FlatkdError, match="expected \\[15\\]"):
-        pub.published_sets(folder, [("brightness", 1)], np.zeros(3, dtype=np.int64))
+        pub.published_sets(folder, [("brightness", 1)], (labels + 1) % 10, 32)
+    with pytest.raises(FlatkdError, match="expected integer labels \\[15\\]"):
+        pub.published_sets(folder, [("brightness", 1)], np.zeros(3, dtype=np.int64), 32)
+    with pytest.raises(FlatkdError, match="expected uint8 \\[" + str(5 * len(labels)) + ", 64, 64, 3\\]"):
+        pub.published_sets(folder, [("brightness", 1)], labels, 64)
+    with pytest.raises(FlatkdError, match="severity 6 is not valid"):
+        pub.published_sets(folder, [("brightness", 6)], labels, 32)
     with pytest.raises(FlatkdError, match="no labels.npy"):
         pub.folder("cifar100", tmp_path)
     with pytest.raises(FlatkdError, match="data_root"):

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import FlatkdError
+from ..errors import FlatkdError, one_line
 from ..registry import Registry
 from .corruptions import CORRUPTIONS
 
@@ -79,39 +79,54 @@ def resolve(names: Sequence[str], path: Path) -> list[str]:
     return list(names)
 
 
-def load_labels(path: Path, n_test: int) -> np.ndarray:
-    """``labels.npy`` as int64 [5·N]; refuses a length other than 5·n_test."""
-    labels = np.load(path / "labels.npy", mmap_mode="r")
-    if labels.ndim != 1 or len(labels) != len(SEVERITIES) * n_test:
-        raise FlatkdError(f"{path / 'labels.npy'} has shape {labels.shape}; expected "
-                          f"[{len(SEVERITIES) * n_test}] (5 severities × {n_test} test images)")
-    return np.asarray(labels, dtype=np.int64)
+def _open(file: Path) -> np.ndarray:
+    """``file`` memory-mapped (no pickles); a file that is not a readable ``.npy`` array
+    (garbage, truncated, object dtype) is refused naming it."""
+    try:
+        return np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise FlatkdError(f"{file} is not a readable .npy array ({one_line(str(e))}); the "
+                          "published files are plain uint8 image / integer label arrays") from None
 
 
-def load(path: Path, name: str, severity: int, n_test: int) -> np.ndarray:
-    """Images of one (corruption, severity): uint8 [N, H, W, 3] (a copy of the rows
-    (severity − 1)·N … severity·N − 1)."""
-    if severity not in SEVERITIES:
-        raise FlatkdError(f"severity {severity!r} is not valid; valid: 1, 2, 3, 4, 5")
-    arr = np.load(path / f"{name}.npy", mmap_mode="r")
-    if arr.ndim != 4 or arr.shape[0] != len(SEVERITIES) * n_test or arr.shape[3] != 3 \
-            or arr.dtype != np.uint8:
-        raise FlatkdError(f"{path / (name + '.npy')} is {arr.dtype} {arr.shape}; expected uint8 "
-                          f"[{len(SEVERITIES) * n_test}, H, W, 3]")
-    return np.array(arr[(severity - 1) * n_test: severity * n_test])
-
-
-def published_sets(path: Path, jobs: Sequence[tuple[str, int]], labels: np.ndarray
-                   ) -> dict[tuple[str, int], np.ndarray]:
-    """{(name, severity): uint8 [N, H, W, 3]} for every job; ``labels`` (the clean test labels,
-    [N]) must equal each severity's block of labels.npy."""
+def check(path: Path, names: Sequence[str], labels: Sequence[int], image_size: int) -> None:
+    """Refuse a folder whose files cannot be the benchmark of this test split, before any image
+    is read: ``labels.npy`` must be an integer array [5·N] whose every severity block equals
+    ``labels`` (the clean test labels, N of them), and each corruption in ``names`` a uint8
+    array [5·N, image_size, image_size, 3]. Only the ``.npy`` headers and the labels are read."""
     n = len(labels)
-    stored = load_labels(path, n)
-    for s in sorted({s for _, s in jobs}):
-        if not np.array_equal(stored[(s - 1) * n: s * n], labels):
-            raise FlatkdError(f"{path / 'labels.npy'}: the labels of severity {s} differ from the "
-                              "test split's; the folder belongs to another dataset or order")
-    return {(name, s): load(path, name, s, n) for name, s in jobs}
+    file = path / "labels.npy"
+    stored = _open(file)
+    if stored.dtype.kind not in "iu" or stored.ndim != 1 or len(stored) != len(SEVERITIES) * n:
+        raise FlatkdError(f"{file} is {stored.dtype} {stored.shape}; expected integer labels "
+                          f"[{len(SEVERITIES) * n}] (5 severities × {n} test images)")
+    want = np.asarray(labels, dtype=np.int64)
+    for s in SEVERITIES:
+        if not np.array_equal(stored[(s - 1) * n: s * n], want):
+            raise FlatkdError(f"{file}: the labels of severity {s} differ from the test split's; "
+                              "the folder belongs to another dataset or order")
+    expected = (len(SEVERITIES) * n, image_size, image_size, 3)
+    for name in names:
+        file = path / f"{name}.npy"
+        arr = _open(file)
+        if arr.dtype != np.uint8 or arr.shape != expected:
+            raise FlatkdError(f"{file} is {arr.dtype} {arr.shape}; expected uint8 "
+                              f"{list(expected)} (5 severities × {n} test images of "
+                              f"{image_size}×{image_size}×3)")
+
+
+def published_sets(path: Path, jobs: Sequence[tuple[str, int]], labels: Sequence[int],
+                   image_size: int) -> dict[tuple[str, int], np.ndarray]:
+    """{(name, severity): uint8 [N, H, W, 3]} for every job (a copy of the rows
+    (severity − 1)·N … severity·N − 1), after :func:`check` of the folder against the clean
+    test ``labels`` [N] and ``image_size``."""
+    for _, s in jobs:
+        if s not in SEVERITIES:
+            raise FlatkdError(f"severity {s!r} is not valid; valid: 1, 2, 3, 4, 5")
+    check(path, sorted({name for name, _ in jobs}), labels, image_size)
+    n = len(labels)
+    return {(name, s): np.array(_open(path / f"{name}.npy")[(s - 1) * n: s * n])
+            for name, s in jobs}
 
 
 def corruption_errors(rows: Sequence[Mapping], clean_accuracy: float) -> dict | None:

@@ -85,7 +85,7 @@ def run_robustness(model: nn.Module, test_set: Dataset, *, dataset_name: str,
         clean = accuracy(model, x, y, device=device, batch_size=batch_size, dist=dist)
         jobs = [(name, s) for name in names for s in cfg.severities]
         if folder is not None:
-            sets = pub.published_sets(folder, jobs, y.numpy())
+            sets = pub.published_sets(folder, jobs, y.numpy(), x.shape[-1])
         else:
             sets = corrupted_sets(to_uint8_hwc(x), jobs, dataset=dataset_name, split="test",
                                   constants=cfg.constants, seed=seed, cache_dir=cache_dir,
