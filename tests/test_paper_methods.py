@@ -231,8 +231,9 @@ def test_resolve_needs_arch_and_dataset_from_somewhere(tmp_path):
 
 
 # ---------------------------------------------------------------- report layouts (Tables 10, 11, Fig. 3)
-def _fake_run(root, method, seed, acc, interval=None, config=None, options=None):
-    """A result file + a weight-less checkpoint carrying the run's config and options."""
+def _fake_run(root, method, seed, acc, interval=None, config=None, options=None, swing=0.0):
+    """A result file + a weight-less checkpoint carrying the run's config and options; with
+    ``swing``, three epochs whose middle one dips by ``swing`` (a run that has not converged)."""
     import json
     from report_fixtures import _result
     tag = json.dumps([method, interval, config, options], sort_keys=True)
@@ -246,7 +247,8 @@ def _fake_run(root, method, seed, acc, interval=None, config=None, options=None)
         "format": checkpoint.FORMAT, "version": checkpoint.VERSION, "method": method,
         "arch": "resnet8", "dataset": "digits", "num_classes": 10, "models": {},
         "architectures": {}, "optim": {}, "epoch": 1, "step": 12, "config": config or {},
-        "metrics": [{"epoch": 1, "step": 12, "student_test_acc": acc}], "provenance": {},
+        "metrics": [{"epoch": e, "step": 12 * e, "student_test_acc": acc - (swing if e == 2 else 0)}
+                    for e in ((1, 2, 3) if swing else (1,))], "provenance": {},
         "state": {"replay_steps": [], "batches_per_epoch": 12, "options": options or {}}})
 
 
@@ -303,6 +305,59 @@ def test_report_layouts_of_tables_10_11_and_fig3(tmp_path):
                    ("to the end", 2): 0.972, ("to the end", 4): 0.974}
     assert (c["variant"] == "online").sum() == 1
     assert L.critical_period_figure(crit).axes[0].get_xlabel().startswith("epoch spaced KD starts")
+
+
+def test_tables_10_11_and_fig3_mark_runs_that_have_not_converged(tmp_path, monkeypatch):
+    """A run whose epochs swing by 20 pp makes its Table 10 Δ, its Table 11 cell and its Fig. 3
+    row carry '†', and every figure that draws it names it in a footnote."""
+    from flatkd.evidence.histories import load_histories
+    from flatkd.evidence.results import load_result, load_results
+    from flatkd.evidence.verdicts import stale_runs
+    from flatkd.report import build_report, style
+    from flatkd.report import paper_layouts as L
+    ckpt_teacher = {"teacher": {"arch": "resnet8", "width": 2, "teacher_ckpt": "t.pt"}}
+    tables, fig3 = tmp_path / "tables", tmp_path / "fig3"
+    tables.mkdir(), fig3.mkdir()
+    for seed in (0, 1, 2):
+        bad = 0.2 if seed == 1 else 0.0
+        _fake_run(tables, "online", seed, 0.90 + 0.01 * seed)
+        _fake_run(tables, "offline", seed, 0.91, options=ckpt_teacher, swing=bad)
+        _fake_run(tables, "spaced-online", seed, 0.93, 1.5, {"teacher_width": 2})
+        _fake_run(tables, "constant-ahead", seed, 0.90, 0.5, swing=bad)
+        _fake_run(fig3, "online", seed, 0.90)
+        _fake_run(fig3, "spaced-online", seed, 0.96, 1.5, {"spaced": {"start_epoch": 2}},
+                  swing=bad)
+    results = load_results([tables])
+    hist, _ = load_histories(results)
+    off = L.offline_table(results, hist)
+    assert off["not_converged"].tolist() == [1, 1]                  # final and best rows
+    assert L.offline_display(off)["Δ (pp)"].str.endswith("† (1 not converged)").all()
+    ahead = L.constant_ahead_table(results, hist)
+    flagged = ahead[ahead["not_converged"] > 0]
+    assert set(zip(flagged["method"], flagged["interval"])) == {("constant-ahead", 0.5)}
+    shown = L.constant_ahead_display(ahead).set_index(["accuracy", "Method"])["s = 0.5"]
+    assert {k: "†" in v for k, v in shown.items() if isinstance(v, str)} == {
+        ("final", "constant-ahead"): True, ("best over epochs", "constant-ahead"): True}
+
+    runs = [load_result(p) for p in sorted(fig3.glob("*.json"))]
+    crit_hist = load_histories(runs)[0]
+    crit = L.critical_period_table(runs, crit_hist)
+    assert crit.set_index("variant")["not_converged"].to_dict() == {"to the end": 1, "online": 0}
+    assert L.critical_period_display(crit)["accuracy (%)"].str.contains("†").sum() == 2
+    fig = L.critical_period_figure(crit, stale=stale_runs(runs, crit_hist))
+    assert "† not converged" in " ".join(t.get_text() for t in fig.texts)
+
+    notes = {}
+    saved = style.save_figure
+
+    def keep_notes(fig, out_dir, stem, **kw):
+        notes[stem] = " ".join(" ".join(t.get_text() for t in fig.texts).split())
+        return saved(fig, out_dir, stem, **kw)
+    monkeypatch.setattr(style, "save_figure", keep_notes)
+    build_report([tables], tmp_path / "report")
+    assert "† not converged" in notes["training_curves"]
+    assert "offline seed 1" in notes["training_curves"]
+    assert "constant-ahead (s=0.5) seed 1" in notes["training_curves"]
 
 
 def test_cli_teacher_ckpt_flag_and_arch_dataset_from_config(tmp_path, teacher_ckpt, capsys):

@@ -271,6 +271,9 @@ def test_report_section_tables_and_epochs_ratio(tmp_path):
                                       "sha256": run.name}
                 res["robustness"]["clean_accuracy"] = a - 0.1 * (frac is not None) + 0.01 * r
                 (run / "result.json").write_text(json.dumps(res))
+                if (method, epochs, frac, r) == ("stablekd", 3, None, 1):    # swings: † in its cell
+                    (run / "metrics.csv").write_text("epoch,student_test_acc\n1,0.90\n2,0.60\n"
+                                                     "3,0.93\n")
     stray = tmp_path / "other-offline"                     # a different teacher: left out
     stray.mkdir()
     (stray / "config.yaml").write_text(yaml.safe_dump({"config": {"epochs": 3, "teacher_ckpt": "x.pt"}}))
@@ -285,6 +288,11 @@ def test_report_section_tables_and_epochs_ratio(tmp_path):
     table = pd_read(written["tables"]["stablekd_epochs"][0])
     kd3 = table[(table.scheme == "KD") & (table.epochs == 3)].iloc[0]
     assert (kd3["mean_pct"], kd3["n"]) == (pytest.approx(80.5), 2)       # the stray run is out
+    assert table.set_index(["scheme", "epochs"])["not_converged"].to_dict() == {
+        ("KD", 3): 0, ("KD", 6): 0, ("StableKD-4/2", 3): 1, ("StableKD-4/2", 6): 0,
+        ("KD + MSE", 6): 0}
+    shown = (tmp_path / "report" / "tables" / "stablekd_epochs.md").read_text()
+    assert shown.count("†") == 1 and "(2) † (1 not converged)" in shown
     frac = pd_read(written["tables"]["stablekd_fraction"][0])
     assert sorted(frac.train_fraction.unique()) == [0.5, 1.0] and "KD + MSE" not in set(frac.scheme)
     assert {"stablekd_epochs_digits_resnet8", "stablekd_fraction_digits_resnet8_e3"} <= set(written["figures"])

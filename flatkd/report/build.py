@@ -20,7 +20,7 @@ from ..evidence import selections as Sel, stats as S
 from ..evidence.convergence import LAST_K, MAX_BN_GAP, MAX_SPREAD, diagnose
 from ..evidence.histories import TrainingHistory, load_histories
 from ..evidence.results import FAMILIES, Result, fmt_interval, group, load_results
-from ..evidence.verdicts import Verdict
+from ..evidence.verdicts import Verdict, stale_runs
 from ..io import write_json, write_text
 from . import (cells as C, density_figure as DF, figures as F, paper_layouts, robustness as R,
                robustness_figures as RF, stablekd, style as Sty, table4, tables as T)
@@ -380,25 +380,31 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     md += paper_layouts.sections(results, histories, out, written, _write_table, Sty.save_figure)
     md += table4.section(results, histories,
                          lambda name, num, disp: _write_table(out, name, num, disp, written))
-    md += stablekd.section(results, out, written, _write_table, Sty.save_figure)
+    md += stablekd.section(results, out, written, _write_table, Sty.save_figure, histories)
     md += ["## Figures", ""]
     for stem, caption, build, rs in jobs:
-        written["figures"][stem] = Sty.save_figure(build(rs), out / "figures", stem)
+        fig = Sty.not_converged_note(build(rs), stale_runs(rs, histories))
+        written["figures"][stem] = Sty.save_figure(fig, out / "figures", stem)
         md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
         bar.update()
     for dataset, network in cells:
         stem = f"accuracy_vs_interval_{dataset}_{network}"
         d = intervals[(intervals["dataset"] == dataset) & (intervals["network"] == network)]
-        written["figures"][stem] = Sty.save_figure(F.interval_figure(d, f"{dataset} / {network}"),
-                                                 out / "figures", stem)
+        drawn = [r for r in results if (r.dataset, r.network) == (dataset, network)
+                 and r.model == "student" and r.method in set(d["method"])]
+        fig = Sty.not_converged_note(F.interval_figure(d, f"{dataset} / {network}"),
+                                     stale_runs(drawn, histories))
+        written["figures"][stem] = Sty.save_figure(fig, out / "figures", stem)
         caption = "Accuracy vs spaced interval s (s = 0: non-spaced counterpart)"
         md += [f"### {caption}", "", f"![{caption}](figures/{stem}.png)", ""]
         bar.update()
     written["skipped"] += skipped
     if curves:
         stem = "training_curves"
-        written["figures"][stem] = Sty.save_figure(F.training_curves_figure(curves),
-                                                 out / "figures", stem)
+        drawn = [r for r in results if histories.get(r.path) is not None]
+        fig = Sty.not_converged_note(F.training_curves_figure(curves),
+                                     stale_runs(drawn, histories))
+        written["figures"][stem] = Sty.save_figure(fig, out / "figures", stem)
         md += ["### Training curves (mean ± std over seeds; red marks: spaced replays)", "",
                f"![training curves](figures/{stem}.png)", ""]
         bar.update()

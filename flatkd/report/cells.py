@@ -1,6 +1,6 @@
 """Table cells: ``mean ± std`` and number formats (:func:`fmt_stat`, :func:`fmt_num`), the
-``_mean/_std/_n`` columns of a :class:`~flatkd.evidence.stats.Stat` (:func:`stat_cols`), and
-the chance-level rule that marks accuracy cells (:class:`ChanceRule`)."""
+``_mean/_std/_n`` columns of a :class:`~flatkd.evidence.stats.Stat` (:func:`stat_cols`), the
+not-converged mark (:func:`stale_mark`) and the chance-level rule that marks accuracy cells (:class:`ChanceRule`)."""
 from __future__ import annotations
 
 import math
@@ -26,6 +26,12 @@ def fmt_stat(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> st
 
 def fmt_num(x: float, fmt: str) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def stale_mark(k: int) -> str:
+    """``" † (k not converged)"`` after a cell drawn from k runs that have not converged (the
+    report's convergence diagnostic: they give no verdict); "" when k is 0."""
+    return f" † ({int(k)} not converged)" if k else ""
 
 
 # ---------------------------------------------------------------- chance level

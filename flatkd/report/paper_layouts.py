@@ -9,7 +9,8 @@ name, for the settings a result file does not carry: the teacher, the critical p
 
 Accuracy vs interval (Fig. 2 / Table 6) is :func:`flatkd.report.tables.interval_table`.
 Cells are mean ± sample std over seeds of the selections of the main accuracy table
-(*final*: clean test accuracy of the evaluated checkpoint; *best over epochs*).
+(*final*: clean test accuracy of the evaluated checkpoint; *best over epochs*); a ``†`` cell
+holds runs that have not converged (``not_converged`` columns count them; figures name them).
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
 from ..evidence import selections as Sel, stats as S
 from ..evidence.results import Result, fmt_interval
+from ..evidence.verdicts import stale_runs
 from . import cells as C
+from .style import not_converged_note
 
 SELECTIONS = ("final", "best")
 PLAIN = (0, None)        # (start_epoch, window_epochs) of a spaced run without critical period
@@ -73,7 +76,8 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
     """Offline KD vs spaced-online (at ``interval``, else the smallest interval run) for each
     (dataset, student network, teacher) that has offline results. Columns: dataset, network,
     teacher, selection, offline_{mean,std,n}, spaced_{mean,std,n}, interval, delta (spaced −
-    offline), n_pairs, p_value, significant (paired t-test over seeds)."""
+    offline), n_pairs, p_value, significant (paired t-test over seeds), not_converged (runs of
+    the comparison that have not converged)."""
     ext, rows = _extract(histories), []
     offline = _students(results, "offline")
     spaced = [r for r in _students(results, "spaced-online") if run_setting(r)[1:] == PLAIN]
@@ -97,11 +101,12 @@ def offline_table(results: Sequence[Result], histories=None, interval: float = 1
                          **{f"spaced_{k}": v for k, v in b.items()}, "interval": s,
                          "delta": b["mean"] - a["mean"] if a["n"] and b["n"] else math.nan,
                          "n_pairs": test.n if test else 0, "p_value": test.p if test else math.nan,
-                         "significant": test.significant if test else None})
+                         "significant": test.significant if test else None,
+                         "not_converged": len(stale_runs([*off, *sp], histories))})
     return pd.DataFrame(rows, columns=["dataset", "network", "teacher", "selection",
                                        "offline_mean", "offline_std", "offline_n", "spaced_mean",
                                        "spaced_std", "spaced_n", "interval", "delta", "n_pairs",
-                                       "p_value", "significant"])
+                                       "p_value", "significant", "not_converged"])
 
 
 def offline_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +116,8 @@ def offline_display(df: pd.DataFrame) -> pd.DataFrame:
         "Offline KD": [C.fmt_stat(m, s, 100) for m, s in zip(df["offline_mean"], df["offline_std"])],
         "Spaced KD": [C.fmt_stat(m, s, 100) for m, s in zip(df["spaced_mean"], df["spaced_std"])],
         "s (epochs)": df["interval"].map(fmt_interval),
-        "Δ (pp)": [C.fmt_num(d * 100, "+.2f") for d in df["delta"]],
+        "Δ (pp)": [C.fmt_num(d * 100, "+.2f") + C.stale_mark(k)
+                   for d, k in zip(df["delta"], df["not_converged"])],
         "seeds (offline, spaced)": [f"{a}, {b}" for a, b in zip(df["offline_n"], df["spaced_n"])],
         "p (paired t)": [C.fmt_num(p, ".3g") for p in df["p_value"]],
     })
@@ -121,7 +127,7 @@ def offline_display(df: pd.DataFrame) -> pd.DataFrame:
 def constant_ahead_table(results: Sequence[Result], histories=None) -> pd.DataFrame:
     """Accuracy vs lead/interval s of constant-ahead and (plain) spaced-online, s = 0 = online
     KD for both, for each (dataset, network) with constant-ahead results. Long form: dataset,
-    network, selection, method, interval, mean, std, n."""
+    network, selection, method, interval, mean, std, n, not_converged."""
     ext, rows = _extract(histories), []
     ahead = _students(results, "constant-ahead")
     spaced = [r for r in _students(results, "spaced-online") if run_setting(r)[1:] == PLAIN]
@@ -139,17 +145,19 @@ def constant_ahead_table(results: Sequence[Result], histories=None) -> pd.DataFr
                     st = _stat_row(fn(r) for r in group)
                     if st["n"]:
                         rows.append({"dataset": dataset, "network": network, "selection": name,
-                                     "method": method, "interval": s, **st})
+                                     "method": method, "interval": s, **st,
+                                     "not_converged": len(stale_runs(group, histories))})
     return pd.DataFrame(rows, columns=["dataset", "network", "selection", "method", "interval",
-                                       "mean", "std", "n"])
+                                       "mean", "std", "n", "not_converged"])
 
 
 def constant_ahead_display(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, network, selection, method), one column per s (s = 0: online KD)."""
     if df.empty:
         return df
-    cells = df.assign(cell=[f"{C.fmt_stat(m, s, 100)} ({n})"
-                            for m, s, n in zip(df["mean"], df["std"], df["n"])],
+    cells = df.assign(cell=[f"{C.fmt_stat(m, s, 100)} ({n}){C.stale_mark(k)}"
+                            for m, s, n, k in zip(df["mean"], df["std"], df["n"],
+                                                  df["not_converged"])],
                       s=df["interval"].map(lambda s: "s = 0 (online)" if s == 0 else f"s = {s:g}"))
     order = list(dict.fromkeys(cells.sort_values("interval")["s"]))
     wide = cells.pivot_table(index=["dataset", "network", "selection", "method"], columns="s",
@@ -166,7 +174,8 @@ def critical_period_table(results: Sequence[Result], histories=None) -> pd.DataF
     variant ``window N`` (Fig. 3a) or ``to the end`` (Fig. 3b; its start 0 is plain
     spaced-online).
     Online KD is added as variant ``online`` (start NaN), the reference level. Long form:
-    dataset, network, interval, selection, variant, start_epoch, mean, std, n. Empty unless
+    dataset, network, interval, selection, variant, start_epoch, mean, std, n, not_converged
+    (runs of the row that have not converged). Empty unless
     some spaced-online result has a start epoch > 0 or a window."""
     ext, rows = _extract(histories), []
     spaced = _students(results, "spaced-online")
@@ -185,13 +194,15 @@ def critical_period_table(results: Sequence[Result], histories=None) -> pd.DataF
                 st = _stat_row(fn(r) for r in rs)
                 if st["n"]:
                     rows.append({"dataset": dataset, "network": network, "interval": s,
-                                 "selection": name, "variant": variant, "start_epoch": e0, **st})
+                                 "selection": name, "variant": variant, "start_epoch": e0, **st,
+                                 "not_converged": len(stale_runs(rs, histories))})
             st = _stat_row(fn(r) for r in base)
             if st["n"]:
                 rows.append({"dataset": dataset, "network": network, "interval": s,
-                             "selection": name, "variant": "online", "start_epoch": math.nan, **st})
+                             "selection": name, "variant": "online", "start_epoch": math.nan, **st,
+                             "not_converged": len(stale_runs(base, histories))})
     return pd.DataFrame(rows, columns=["dataset", "network", "interval", "selection", "variant",
-                                       "start_epoch", "mean", "std", "n"])
+                                       "start_epoch", "mean", "std", "n", "not_converged"])
 
 
 def critical_period_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -199,12 +210,14 @@ def critical_period_display(df: pd.DataFrame) -> pd.DataFrame:
         "Dataset": df["dataset"], "Network": df["network"], "s (epochs)": df["interval"].map(fmt_interval),
         "accuracy": df["selection"].map(lambda n: Sel.SELECTIONS[n].label), "Spaced KD": df["variant"],
         "start epoch": df["start_epoch"].map(lambda e: "—" if math.isnan(e) else f"{e:g}"),
-        "accuracy (%)": [C.fmt_stat(m, s, 100) for m, s in zip(df["mean"], df["std"])],
+        "accuracy (%)": [C.fmt_stat(m, s, 100) + C.stale_mark(k)
+                         for m, s, k in zip(df["mean"], df["std"], df["not_converged"])],
         "seeds": df["n"]})
 
 
-def critical_period_figure(df: pd.DataFrame, title: str = ""):
-    """Fig. 3: accuracy (%) vs start epoch, one line per variant, online KD as a dashed level."""
+def critical_period_figure(df: pd.DataFrame, title: str = "", stale: Sequence[str] = ()):
+    """Fig. 3: accuracy (%) vs start epoch, one line per variant, online KD as a dashed level;
+    ``stale`` (runs drawn that have not converged) are named under it."""
     import matplotlib.pyplot as plt
 
     sel = df[df["selection"] == "final"] if (df["selection"] == "final").any() else df
@@ -220,7 +233,7 @@ def critical_period_figure(df: pd.DataFrame, title: str = ""):
     ax.set_ylabel("student test accuracy (%)")
     ax.set_title(title or "Critical period of spaced KD (paper Fig. 3)")
     ax.legend(fontsize=8)
-    return fig
+    return not_converged_note(fig, stale)
 
 
 # ---------------------------------------------------------------- report sections
@@ -247,7 +260,11 @@ def sections(results: Sequence[Result], histories, out: Path, written: dict,
                write_table(out, "critical_period", crit, critical_period_display(crit), written), ""]
         for (dataset, network, s), d in crit.groupby(["dataset", "network", "interval"]):
             stem = f"critical_period_{dataset}_{network}_s{s:g}"
+            drawn = [r for r in results if (r.dataset, r.network) == (dataset, network)
+                     and r.model == "student" and (r.method == "online" or (
+                         r.method == "spaced-online" and r.interval == s))]
             written["figures"][stem] = save_figure(
-                critical_period_figure(d, f"{dataset} / {network}, s = {s:g}"), out / "figures", stem)
+                critical_period_figure(d, f"{dataset} / {network}, s = {s:g}",
+                                       stale_runs(drawn, histories)), out / "figures", stem)
             md += [f"![critical period](figures/{stem}.png)", ""]
     return md

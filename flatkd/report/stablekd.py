@@ -7,7 +7,9 @@ and the method's options), so a run folder reduced to ``config.yaml`` still repo
 ``stablekd`` → StableKD-k/n, ``kd-mse`` → KD + MSE, ``offline`` → KD, ``dkd`` → DKD, ``at``
 → AT (the last three only when they distil from a teacher checkpoint some StableKD run uses,
 so unrelated offline runs stay out).
-Cells are mean ± std over seeds (n).
+Cells are mean ± std over seeds (n); ``†``: some of the cell's runs have not converged (the
+report's convergence diagnostic; a short epoch budget is expected to be), and each figure names
+them.
 """
 from __future__ import annotations
 
@@ -20,16 +22,19 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
+from ..evidence.histories import Histories
 from ..evidence.results import Result
 from ..evidence.stats import describe
-from .cells import fmt_stat
-from .style import CONTEXT, STYLE, accuracy_axis, legend_below, new_figure, palette
+from ..evidence.verdicts import stale_runs
+from .cells import fmt_stat, stale_mark
+from .style import CONTEXT, STYLE, accuracy_axis, legend_below, new_figure, not_converged_note, palette
 
 #: method → scheme label; the baselines count only with a teacher some StableKD run uses
 SCHEMES = {"kd-mse": "KD + MSE", "offline": "KD", "dkd": "DKD", "at": "AT"}
 METHODS = ("stablekd", *SCHEMES)
 BASELINES = ("offline", "dkd", "at")
-COLUMNS = ["dataset", "network", "scheme", "epochs", "train_fraction", "mean", "std", "n"]
+COLUMNS = ["dataset", "network", "scheme", "epochs", "train_fraction", "mean", "std", "n",
+           "not_converged"]
 
 
 @lru_cache(maxsize=4096)
@@ -54,10 +59,9 @@ def scheme(r: Result, record: dict) -> str:
     return SCHEMES[r.method]
 
 
-def runs_table(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per (dataset, network, scheme, epochs, train_fraction): accuracy stats."""
-    rows, teachers = [], set()
-    picked = []
+def stablekd_results(results: Iterable[Result]) -> dict[tuple, list[Result]]:
+    """The section's results per (dataset, network, scheme, epochs, train_fraction)."""
+    teachers, picked = set(), []
     for r in results:
         if r.method not in METHODS or r.model != "student" or not r.robustness:
             continue
@@ -68,18 +72,26 @@ def runs_table(results: Iterable[Result]) -> pd.DataFrame:
         if r.method not in BASELINES:
             teachers.add(cfg.get("teacher_ckpt"))
         picked.append((r, record, cfg))
-    cells: dict[tuple, list[float]] = {}
+    cells: dict[tuple, list[Result]] = {}
     for r, record, cfg in picked:
         if r.method in BASELINES and (cfg.get("teacher_ckpt") is None
                                       or cfg.get("teacher_ckpt") not in teachers):
             continue
         key = (r.dataset, r.network, scheme(r, record), int(cfg.get("epochs")),
                float(cfg.get("train_fraction") or 1.0))
-        cells.setdefault(key, []).append(r.robustness["clean_accuracy"])
-    for key, accs in sorted(cells.items()):
-        st = describe(accs)
+        cells.setdefault(key, []).append(r)
+    return dict(sorted(cells.items()))
+
+
+def runs_table(results: Iterable[Result], histories: Histories | None = None) -> pd.DataFrame:
+    """One row per (dataset, network, scheme, epochs, train_fraction): accuracy stats (the
+    robustness suite's clean accuracy) and ``not_converged``, the cell's runs that have not
+    converged (from ``histories``, else their results' ``bn`` sections)."""
+    rows = []
+    for key, rs in stablekd_results(results).items():
+        st = describe(r.robustness["clean_accuracy"] for r in rs)
         rows.append(dict(zip(COLUMNS, (*key, st.mean, st.std if st.std is not None else math.nan,
-                                       st.n))))
+                                       st.n, len(stale_runs(rs, histories))))))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -103,7 +115,8 @@ def pivot(df: pd.DataFrame, column: str, fmt: Callable[[float], str]) -> pd.Data
         for s in _order(d["scheme"]):
             row = {"setting": f"{dataset} / {network}", "scheme": s}
             for _, r in d[d["scheme"] == s].iterrows():
-                row[fmt(r[column])] = fmt_stat(r["mean"], r["std"], 100.0) + f" ({int(r['n'])})"
+                row[fmt(r[column])] = (fmt_stat(r["mean"], r["std"], 100.0) + f" ({int(r['n'])})"
+                                       + stale_mark(r["not_converged"]))
             out.append(row)
     cols = ["setting", "scheme"] + [fmt(v) for v in sorted(df[column].unique())]
     return pd.DataFrame(out).reindex(columns=cols).fillna("—")
@@ -158,9 +171,17 @@ def _figure(df: pd.DataFrame, column: str, xlabel: str, title: str):
 
 
 def section(results: Sequence[Result], out: Path, written: dict, write_table: Callable,
-            save_figure: Callable) -> list[str]:
+            save_figure: Callable, histories: Histories | None = None) -> list[str]:
     """Markdown of the StableKD section (empty without StableKD / KD + MSE runs)."""
-    df = runs_table(results)
+    df = runs_table(results, histories)
+    cells = stablekd_results(results)
+
+    def stale(**where) -> list[str]:
+        """The not-converged runs of the cells matching ``where`` (dataset, network, ...)."""
+        names = ("dataset", "network", "scheme", "epochs", "train_fraction")
+        return list(stale_runs([r for key, rs in cells.items() for r in rs
+                                if all(dict(zip(names, key))[k] == v for k, v in where.items())],
+                               histories))
     if df.empty or not df["scheme"].str.startswith(("StableKD", "KD + MSE")).any():
         return []
     md = ["## StableKD: accuracy vs epoch budget and vs training data", "",
@@ -176,9 +197,10 @@ def section(results: Sequence[Result], out: Path, written: dict, write_table: Ca
         md += epochs_to_target(budget) + [""]
         for (dataset, network), d in budget.groupby(["dataset", "network"]):
             stem = f"stablekd_epochs_{dataset}_{network}"
+            fig = _figure(d, "epochs", "training epochs (budget)", f"{dataset} / {network}")
             written["figures"][stem] = save_figure(
-                _figure(d, "epochs", "training epochs (budget)", f"{dataset} / {network}"),
-                out / "figures", stem)
+                not_converged_note(fig, stale(dataset=dataset, network=network,
+                                              train_fraction=1.0)), out / "figures", stem)
             md += [f"![accuracy vs epochs](figures/{stem}.png)", ""]
     frac = df[df.groupby(["dataset", "network", "scheme", "epochs"])["train_fraction"]
               .transform("nunique") > 1]
@@ -192,11 +214,13 @@ def section(results: Sequence[Result], out: Path, written: dict, write_table: Ca
                                  "train_fraction", lambda v: f"{100 * v:g} %"), written), ""]
         for (dataset, network, epochs), d in frac.groupby(["dataset", "network", "epochs"]):
             stem = f"stablekd_fraction_{dataset}_{network}_e{epochs}"
+            fig = _figure(d, "train_fraction", "training data (%)",
+                          f"{dataset} / {network}, {epochs} epochs")
             written["figures"][stem] = save_figure(
-                _figure(d, "train_fraction", "training data (%)",
-                        f"{dataset} / {network}, {epochs} epochs"), out / "figures", stem)
+                not_converged_note(fig, stale(dataset=dataset, network=network, epochs=epochs)),
+                out / "figures", stem)
             md += [f"![accuracy vs data fraction](figures/{stem}.png)", ""]
     return md
 
 
-__all__ = ["runs_table", "pivot", "epochs_to_target", "section"]
+__all__ = ["runs_table", "stablekd_results", "pivot", "epochs_to_target", "section"]

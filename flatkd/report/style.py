@@ -11,6 +11,7 @@
   wrappers :func:`legend_below` / :func:`figure_legend` (a legend under the axes, wrapped into
   as many columns as fit the figure's width), :func:`accuracy_axis` (from 0, or truncated with
   a visible break mark), :func:`clip_band` (a mean ± std band held to a quantity's range);
+* :func:`not_converged_note`: a footnote naming the drawn runs that have not converged;
 * :func:`save_figure`: PNG + PDF, tight bounding box (nothing cut off), refusing unlabelled or
   empty axes (:func:`unlabelled_axes`).
 """
@@ -178,6 +179,21 @@ def results_title(results: Sequence[Result]) -> str:
     """``dataset / network`` of every cell of the results."""
     cells = sorted({(r.dataset, r.network) for r in results})
     return ", ".join(f"{d} / {n}" for d, n in cells)
+
+
+def not_converged_note(fig: Figure, stale: Sequence[str], limit: int = 6) -> Figure:
+    """``fig`` with a footnote naming the runs it draws that have not converged (``stale``:
+    :func:`~flatkd.evidence.convergence.not_converged`'s ``"method seed N (why)"``; their points
+    give no verdict); unchanged when there are none. Returns ``fig``."""
+    if stale:
+        import re
+        import textwrap
+        names = [re.sub(r"^(.* seed \S+) \(.*$", r"\1", s) for s in stale]   # reason dropped
+        shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+        text = f"† not converged (see the runs table; no verdict from these points): {shown}"
+        fig.text(0.01, 0.0, textwrap.fill(text, 110), ha="left", va="top", fontsize=7,
+                 color="#a00000")
+    return fig
 
 
 def unlabelled_axes(fig: Figure) -> list[str]:

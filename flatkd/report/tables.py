@@ -31,7 +31,7 @@ from ..evidence.selections import (METRICS, SELECTIONS, Metric, by_seed, hessian
                                    hessian_trace, history_of, seeded, top_eigenvalue)
 from ..evidence.stats import PairedTest, describe, holm_adjusted, paired_test
 from ..evidence.verdicts import Verdict, budgets_differ, stale_runs
-from .cells import fmt_num, fmt_stat, stat_cols
+from .cells import fmt_num, fmt_stat, stale_mark, stat_cols
 
 
 def _test_cols(test: PairedTest | None, a: str, b: str, metric: Metric,
@@ -337,8 +337,9 @@ def interval_table(results: Iterable[Result], histories: Histories | None = None
     One row per (dataset, network, family, selection, method, interval): ``method`` is the
     spaced method (``interval`` = s), its non-spaced counterpart (``interval`` = 0) or the
     baseline (``interval`` NaN, a reference level), with ``mean, std, n`` over seeds (fractions),
-    ``delta`` (vs the counterpart) and the paired test ``n_pairs, p_value, significant`` of each
-    spaced interval against the counterpart. Empty when no method spans two intervals.
+    ``delta`` (vs the counterpart), the paired test ``n_pairs, p_value, significant`` of each
+    spaced interval against the counterpart and ``not_converged`` (how many of the cell's runs
+    have not converged). Empty when no method spans two intervals.
     """
     groups = {k: v for k, v in group(results).items() if k.model == "student"}
     rows = []
@@ -375,13 +376,14 @@ def interval_table(results: Iterable[Result], histories: Histories | None = None
                     row["delta"] = st.mean - b_st.mean if method == spaced_m and b_st else math.nan
                     row |= {"n_pairs": test.n if test else 0,
                             "p_value": test.p if test else math.nan,
-                            "significant": test.significant if test else None}
+                            "significant": test.significant if test else None,
+                            "not_converged": len(stale_runs(rs, histories))}
                     block.append(row)
                 if sum(r["method"] == spaced_m for r in block) >= 2:
                     rows += block
     return pd.DataFrame(rows, columns=["dataset", "network", "family", "selection", "method",
                                        "interval", "mean", "std", "n", "delta", "n_pairs",
-                                       "p_value", "significant"])
+                                       "p_value", "significant", "not_converged"])
 
 
 def interval_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -395,13 +397,16 @@ def interval_display(df: pd.DataFrame) -> pd.DataFrame:
         row = {"Dataset": d, "Network": n, "KD": fam, "accuracy": SELECTIONS[sel].label}
         cell = {(r["method"], r["interval"]): r for _, r in sub.iterrows()}
         base = [r for (m, s), r in cell.items() if s != s]
-        row["w/o KD"] = fmt_stat(base[0]["mean"], base[0]["std"], 100) if base else "—"
+        row["w/o KD"] = (fmt_stat(base[0]["mean"], base[0]["std"], 100)
+                         + stale_mark(base[0]["not_converged"]) if base else "—")
         plain = [r for (m, s), r in cell.items() if s == 0.0]
-        row["w/o (s=0)"] = fmt_stat(plain[0]["mean"], plain[0]["std"], 100) if plain else "—"
+        row["w/o (s=0)"] = (fmt_stat(plain[0]["mean"], plain[0]["std"], 100)
+                            + stale_mark(plain[0]["not_converged"]) if plain else "—")
         for s in ivals:
             r = [r for (m, si), r in cell.items() if si == s]
             row[f"w/{fmt_interval(s)}"] = (fmt_stat(r[0]["mean"], r[0]["std"], 100)
                                           + (" *" if r[0]["significant"] is True else "")
+                                          + stale_mark(r[0]["not_converged"])
                                           if r else "—")
         out.append(row)
     return pd.DataFrame(out)
@@ -416,7 +421,7 @@ def accuracy_display(df: pd.DataFrame) -> pd.DataFrame:
         "w/o KD": [fmt_stat(m, s, 100) for m, s in zip(df["wo_kd_mean"], df["wo_kd_std"])],
         "w/o Ours": [fmt_stat(m, s, 100) for m, s in zip(df["wo_ours_mean"], df["wo_ours_std"])],
         "w/ Ours": [fmt_stat(m, s, 100) for m, s in zip(df["w_ours_mean"], df["w_ours_std"])],
-        "Δ": [fmt_num(d * 100, "+.2f") + (f" † ({k} not converged)" if k else "")
+        "Δ": [fmt_num(d * 100, "+.2f") + stale_mark(k)
               for d, k in zip(df["delta"], df["not_converged"])],
         "seeds (w/o KD, w/o Ours, w/ Ours)": [
             f"{a}, {b}, {c}" for a, b, c in zip(df["wo_kd_n"], df["wo_ours_n"], df["w_ours_n"])],
