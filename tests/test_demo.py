@@ -39,6 +39,7 @@ def tiny_demo(tmp_path, monkeypatch):
     from tqdm.auto import tqdm
 
     import flatkd.report
+    import flatkd.report.reference
     from flatkd import demo
     from flatkd.provenance import sha256_of
 
@@ -57,6 +58,13 @@ def tiny_demo(tmp_path, monkeypatch):
 
     def report(results, out_dir, progress=False):
         calls["report"] += 1
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.md").write_text("# flatkd report\n")
+        return {"markdown": out_dir / "report.md"}
+
+    def beside(own, reference):
+        calls["reference"] = ([p.name for p in own], reference)
+        return ["## Verdicts: from the shipped reference set, not from these runs"]
 
     bars = []
 
@@ -70,6 +78,7 @@ def tiny_demo(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "evaluate", evaluate)
     monkeypatch.setattr(demo, "tqdm", Bar)
     monkeypatch.setattr(flatkd.report, "build_report", report)
+    monkeypatch.setattr(flatkd.report.reference, "beside_reference", beside)
 
     def run(capsys):
         bars.clear()
@@ -90,7 +99,13 @@ def test_demo_overall_bar_counts_updates_and_a_rerun_says_reused(tiny_demo, caps
     assert "[3/5] train spaced-online (resnet8 on digits, 12 updates)" in first
     assert "[4/5] evaluate spaced-online: flatness + robustness" in first
     assert "reused" not in first and calls["evaluate"] == ["baseline", "spaced-online"]
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    # one seed gives no verdict: the report ends with the runs beside the shipped reference set
+    from flatkd.report.reference import reference_results_dir
+    assert calls["reference"] == (["baseline.json", "spaced-online.json"], reference_results_dir())
+    assert (out / "report" / "report.md").read_text().endswith(
+        "## Verdicts: from the shipped reference set, not from these runs")
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*")
+              if p.is_file() and "report" not in p.relative_to(out).parts}     # rebuilt each run
 
     second, bar = run(capsys)
     assert second.count("reused") == 4 and "[5/5] build the report" in second
@@ -105,3 +120,24 @@ def test_demo_overall_bar_counts_updates_and_a_rerun_says_reused(tiny_demo, caps
     third, bar = run(capsys)
     assert "[2/5] evaluate baseline: flatness + robustness" in third and third.count("reused") == 3
     assert bar.total == bar.n == demo.EVAL_WORK + demo.REPORT_WORK
+
+
+def test_single_seed_runs_take_their_verdicts_from_the_reference_set(tmp_path):
+    """Seed-0 results of the shipped reference set stand in for a demo's runs: each is shown
+    beside the reference mean over its seeds, and the verdicts are the reference set's (its
+    5-seed spaced-online vs online accuracy and the step-matched control of spaced self-KD)."""
+    from flatkd.report.reference import beside_reference, reference_results_dir
+    ref = reference_results_dir()
+    assert ref is not None and ref.name == "results"
+    own = [ref / f"{m}-seed0.json" for m in ("baseline", "online", "spaced-online")]
+    text = "\n".join(beside_reference(own, ref))
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith("| ") and "seed 0" in line}
+    assert set(rows) == {"baseline (seed 0)", "online (seed 0)", "spaced-online (s=1.5) (seed 0)"}
+    acc = json.loads(own[0].read_text())["robustness"]["clean_accuracy"]
+    assert f"| {100 * acc:.2f} | " in rows["baseline (seed 0)"] and "(5 seeds)" in rows["baseline (seed 0)"]
+    assert "* spaced-online (s=1.5) vs online, accuracy (final): " in text
+    assert "5 vs 5 seeds, 360 test images" in text
+    assert "Step-matched controls of the reference set" in text and "self (2,160 steps)" in text
+    none = "\n".join(beside_reference(own, None))
+    assert "too few for any verdict" in none and "* " not in none

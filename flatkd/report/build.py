@@ -231,7 +231,7 @@ def _rules(results: Sequence[Result], histories: dict) -> dict[str, C.ChanceRule
     return out
 
 
-def _verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[Verdict]:
+def report_verdicts(acc: pd.DataFrame, comp: pd.DataFrame) -> list[Verdict]:
     """The report's answers to "does spaced KD's gain survive?": the accuracy table's verdicts,
     then the flatness metrics' of the significance table."""
     flat = [v for v, m in zip(comp.attrs.get("verdicts", []), comp["metric"]) if m != "accuracy"]
@@ -360,7 +360,7 @@ def build_report(result_paths: Iterable[str | Path], out_dir: str | Path,
     control_md, control_verdicts = _step_matched(results, histories, list(controls), out,
                                                  written)
     if has_acc or len(comp):
-        written["verdicts"] = _verdicts(acc, comp) + control_verdicts
+        written["verdicts"] = report_verdicts(acc, comp) + control_verdicts
         write_json(out / "verdicts.json", [v.as_row() for v in written["verdicts"]])
         md += _verdicts_md(written["verdicts"])
     md += control_md
