@@ -84,6 +84,19 @@ class EvalContext:
         root = self.cfg.data_root or self.checkpoint.config.get("data_root")
         return datasets.get(self.checkpoint.dataset, split, root=root)
 
+    def trained_on(self):
+        """The training data of the run: the train split reduced to the checkpoint's
+        ``train_fraction`` by the run's own seeded, class-stratified draw (the whole split when
+        the run used all of it). The generalization gap and the measures meant to predict it
+        (the sharpness suite) are taken on it, as Jiang et al. (2020) take them on the training
+        set; BatchNorm recalibration and the flatness suite use the whole train split."""
+        train = self.dataset("train")
+        fraction = self.checkpoint.config.get("train_fraction")
+        if fraction is None or float(fraction) >= 1:
+            return train
+        return datasets.stratified_fraction(train, float(fraction),
+                                            int(self.checkpoint.config.get("seed", 0)))
+
     def same_statistics(self, net: torch.nn.Module) -> torch.nn.Module:
         """``net`` (another network the suites compare with, e.g. a landscape path partner)
         with the BatchNorm treatment of the evaluated network (``cfg.bn``); returned."""
@@ -126,7 +139,7 @@ def _robustness(ctx: EvalContext) -> dict:
 @SUITES.register("sharpness")
 def _sharpness(ctx: EvalContext) -> dict:
     from .sharpness.suite import run_sharpness
-    return run_sharpness(ctx.model, ctx.dataset("train"), ctx.dataset("test"),
+    return run_sharpness(ctx.model, ctx.trained_on(), ctx.dataset("test"),
                          sharpness=ctx.cfg.sharpness, pacbayes=ctx.cfg.pacbayes,
                          layers=ctx.cfg.layers, seed=ctx.cfg.seed, device=ctx.device,
                          batch_size=ctx.cfg.batch_size, progress=ctx.progress)

@@ -32,6 +32,33 @@ def test_sharpness_section_via_the_api(digits_checkpoint):
     assert r["provenance"]["settings"]["sharpness"]["steps"] == 3
 
 
+def test_the_gap_is_taken_on_the_data_the_run_trained_on(tmp_path):
+    """A run on a 10 % train_fraction: the sharpness suite's train accuracy is measured on the
+    run's own 142 images (the trainer's seeded draw), not on the 1,437 of the whole split."""
+    import torch
+
+    from torch.utils.data import DataLoader
+
+    from flatkd.accuracy import top1_accuracy
+    from flatkd.batchnorm import recalibrate
+    from flatkd.datasets import get, stratified_fraction
+    from flatkd.training import Trainer, resolve
+    cfg = resolve("baseline", "resnet8", "digits", seed=3,
+                  overrides={"epochs": 1, "train_fraction": 0.1, "test_subset": 32})
+    Trainer(cfg, tmp_path / "run", progress=False).run()
+    ck = tmp_path / "run" / "checkpoint.pt"
+    r = flatkd.evaluate(ck, "sharpness", overrides=TINY)
+    g = r["sharpness"]["generalization"]
+    mine = stratified_fraction(get("digits", "train"), 0.1, 3)
+    assert g["n_train"] == len(mine) == 142 and g["n_test"] == 360      # round(0.1 · n_c) per class
+    net = flatkd.load_checkpoint(ck).build_model("student")
+    recalibrate(net, get("digits", "train"), samples=50_000, batch_size=256,
+                device=torch.device("cpu"))               # as the evaluation does, whole split
+    by_hand = top1_accuracy(net, DataLoader(mine, batch_size=256), torch.device("cpu"))
+    assert g["train_accuracy"] == pytest.approx(by_hand, abs=1e-12)
+    assert stratified_fraction(get("digits", "train"), 0.1, 4).indices != mine.indices
+
+
 def test_landscape_path_and_determinism(digits_checkpoint, tmp_path):
     over = {**TINY, "landscape.path_to": str(digits_checkpoint), "landscape.path_bn": "interpolate"}
     out = tmp_path / "a.json"

@@ -14,7 +14,9 @@ Section layout (every number computed here, nothing filled in)::
      "layers": {granularity, n_samples, groups: [{name, n_params, trace {mean, stderr},
                 top_eigenvalue, lanczos_steps, exact}], trace_sum, n_hvp}}
 
-The gap is train − test accuracy on the whole un-augmented splits (fractions).
+The gap is train − test accuracy (fractions) on the un-augmented training data of the run (the
+train split, or the run's ``train_fraction`` of it: ``n_train`` says how many) and the whole
+test split.
 """
 from __future__ import annotations
 
